@@ -1,0 +1,217 @@
+"""LoRA 的课程结论: 第 0 步等于底座, merge 等于不 merge, 只有 lora_A/lora_B 得到梯度, 适配器可存取、可切换。"""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from lora import (LoRALinear, apply_lora, base_fingerprint, count_parameters, load_lora_state_dict,
+                  lora_param_arithmetic, lora_state_dict, merge_lora, merged_state_dict, unmerge_lora)
+
+ALL_KINDS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class ToyBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.self_attn = nn.Module()
+        for k in ["q_proj", "k_proj", "v_proj", "o_proj"]:
+            setattr(self.self_attn, k, nn.Linear(c, c, bias=False))
+        self.mlp = nn.Module()
+        self.mlp.gate_proj, self.mlp.up_proj = nn.Linear(c, 2 * c, bias=False), nn.Linear(c, 2 * c, bias=False)
+        self.mlp.down_proj = nn.Linear(2 * c, c, bias=False)
+
+    def forward(self, x):
+        a = self.self_attn
+        x = x + a.o_proj(torch.tanh(a.q_proj(x)) * a.k_proj(x) + a.v_proj(x))
+        return x + self.mlp.down_proj(torch.nn.functional.silu(self.mlp.gate_proj(x)) * self.mlp.up_proj(x))
+
+
+class ToyGPT(nn.Module):
+    """和 HF Llama 同名的小模型 (model.py 就绪前的替身)。"""
+    def __init__(self, vocab_size=64, c=32, n_layer=2):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab_size, c)
+        self.layers = nn.ModuleList(ToyBlock(c) for _ in range(n_layer))
+        self.lm_head = nn.Linear(c, vocab_size, bias=False)
+        self.lm_head.weight = self.embed_tokens.weight
+
+    def forward(self, input_ids, labels=None):
+        x = self.embed_tokens(input_ids)
+        for layer in self.layers:
+            x = layer(x)
+        logits = self.lm_head(x)
+        loss = None if labels is None else nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        return logits, loss
+
+
+def make_model(seed=0):
+    torch.manual_seed(seed)
+    return ToyGPT().eval()
+
+
+def randomize_lora_B(model, seed):
+    # 假装训练过: B 不再是零, 旁路才有作用
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, LoRALinear):
+                m.lora_B.weight.copy_(torch.randn(m.lora_B.weight.shape, generator=g) * 0.05)
+
+
+@pytest.fixture
+def ids():
+    return torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
+
+
+def test_layer_formula():
+    # y = Wx + b + (alpha/r)·B(Ax); A 随机非零, B 从零开始
+    base = nn.Linear(6, 5)
+    layer = LoRALinear(base, r=2, alpha=6, dropout=0.0)
+    assert layer.scaling == 3.0 and layer.lora_A.weight.abs().min() > 0 and not layer.lora_B.weight.any()
+    assert not base.weight.requires_grad and layer.lora_A.weight.shape == (2, 6) and layer.lora_B.weight.shape == (5, 2)
+    nn.init.normal_(layer.lora_B.weight)
+    x = torch.randn(3, 4, 6)  # (B, T, n)
+    A, B = layer.lora_A.weight, layer.lora_B.weight
+    assert torch.allclose(layer(x), base(x) + 3.0 * x @ A.T @ B.T, atol=1e-5)
+
+
+def test_step0_equals_base(ids):
+    base = make_model()
+    model = copy.deepcopy(base)
+    apply_lora(model, "q_proj,v_proj", r=4, alpha=8, dropout=0.1)
+    assert not model.layers[0].self_attn.q_proj.training  # 跟随模型的 eval 模式
+    ref = base(ids)[0]
+    assert torch.equal(model(ids)[0], ref)  # B = 0, 逐位相等
+    model.train()  # dropout 只作用在旁路上, 旁路为零时也不改变输出
+    assert torch.equal(model(ids)[0], ref)
+
+
+def test_merge_equals_unmerged_and_unmerge_restores(ids):
+    model = make_model()
+    w0 = model.layers[0].self_attn.q_proj.weight.clone()
+    apply_lora(model, "all-linear", r=4)
+    randomize_lora_B(model, seed=0)
+    y = model(ids)[0]
+    assert not torch.allclose(y, make_model()(ids)[0], atol=1e-3)  # 旁路真的改变了输出
+    merge_lora(model)
+    merge_lora(model)  # 第二次 merge 不能再加一遍
+    assert torch.allclose(model(ids)[0], y, atol=1e-5)
+    assert not torch.equal(model.layers[0].self_attn.q_proj.base_layer.weight, w0)
+    unmerge_lora(model)
+    assert torch.equal(model.layers[0].self_attn.q_proj.base_layer.weight, w0)
+    assert torch.allclose(model(ids)[0], y, atol=1e-6)
+
+
+def test_merged_state_dict_loads_into_plain_model(ids):
+    model = make_model()
+    apply_lora(model, "q_proj,v_proj,down_proj", r=4)
+    randomize_lora_B(model, seed=0)
+    plain = make_model(seed=123)
+    plain.load_state_dict(merged_state_dict(model))
+    assert torch.allclose(plain(ids)[0], model(ids)[0], atol=1e-5)
+
+
+def test_only_lora_params_train_and_get_grads(ids):
+    model = make_model()
+    apply_lora(model, ["q_proj", "v_proj"], r=4)
+    randomize_lora_B(model, seed=0)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.endswith((".lora_A.weight", ".lora_B.weight")) for n in trainable)
+    assert len(trainable) == 2 * 2 * 2  # 2 层 x (q, v) x (A, B)
+    model.train()
+    model(ids, labels=ids)[1].backward()
+    for n, p in model.named_parameters():
+        if n in trainable:
+            assert p.grad is not None and p.grad.abs().sum() > 0, n
+        else:
+            assert p.grad is None, n
+
+
+def test_adapter_save_load_round_trip(ids, tmp_path):
+    model = make_model()
+    apply_lora(model, "q_proj,v_proj", r=4)
+    randomize_lora_B(model, seed=0)
+    torch.save(lora_state_dict(model), tmp_path / "adapter.pt")
+    fresh = make_model()
+    apply_lora(fresh, "q_proj,v_proj", r=4)
+    load_lora_state_dict(fresh, torch.load(tmp_path / "adapter.pt", weights_only=True))
+    assert torch.equal(fresh(ids)[0], model(ids)[0])
+
+
+def test_switch_adapters_without_reloading_base(ids):
+    model = make_model()
+    apply_lora(model, "q_proj,v_proj", r=4)
+    randomize_lora_B(model, seed=1)
+    first, y1 = lora_state_dict(model), model(ids)[0]
+    randomize_lora_B(model, seed=2)
+    second, y2 = lora_state_dict(model), model(ids)[0]
+    assert not torch.allclose(y1, y2, atol=1e-3)
+    load_lora_state_dict(model, first)
+    assert torch.equal(model(ids)[0], y1)
+    merge_lora(model)  # 合并状态下换适配器: 旧的旁路不能残留在 W 里
+    load_lora_state_dict(model, second)
+    assert torch.allclose(model(ids)[0], y2, atol=1e-5)
+
+
+def test_load_errors():
+    model = make_model()
+    apply_lora(model, "q_proj,v_proj", r=4)
+    other_r = make_model()
+    apply_lora(other_r, "q_proj,v_proj", r=8)
+    with pytest.raises(SystemExit, match="^错误: .*形状"):
+        load_lora_state_dict(model, lora_state_dict(other_r))
+    other_targets = make_model()
+    apply_lora(other_targets, "q_proj,k_proj", r=4)
+    with pytest.raises(SystemExit, match="^错误: .*缺少.*v_proj.*多出.*k_proj"):
+        load_lora_state_dict(model, lora_state_dict(other_targets))
+    with pytest.raises(SystemExit, match="^错误: 模型里没有 LoRA"):
+        load_lora_state_dict(make_model(), lora_state_dict(model))
+
+
+def test_unknown_target_lists_available_names():
+    with pytest.raises(SystemExit, match="^错误: .*'qproj'.*可选: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj") as e:
+        apply_lora(make_model(), "q_proj,qproj")
+    assert "\n" not in str(e.value)
+    with pytest.raises(SystemExit, match="lm_head"):  # 输出层与 embedding 共享权重, 不可套
+        apply_lora(make_model(), "lm_head")
+    model = make_model()
+    apply_lora(model, "q_proj")
+    with pytest.raises(SystemExit, match="已经套过"):
+        apply_lora(model, "v_proj")
+
+
+def test_suffix_match_and_all_linear():
+    assert apply_lora(make_model(), "self_attn.q_proj") == ["layers.0.self_attn.q_proj", "layers.1.self_attn.q_proj"]
+    model = make_model()
+    names = apply_lora(model, "all-linear")
+    assert sorted(names) == sorted(f"layers.{i}.{'self_attn' if k[0] in 'qkvo' else 'mlp'}.{k}"
+                                   for i in range(2) for k in ALL_KINDS)
+    assert isinstance(model.lm_head, nn.Linear) and model.lm_head.weight is model.embed_tokens.weight
+
+
+def test_parameter_count_formula():
+    model = make_model()
+    total_before = count_parameters(model)[1]
+    names = apply_lora(model, "q_proj,down_proj", r=4)
+    layer = model.layers[0].mlp.down_proj
+    n, m = layer.base_layer.in_features, layer.base_layer.out_features
+    assert lora_param_arithmetic(layer, r=4) == (n * m, (n + m) * 4)
+    expected = sum(lora_param_arithmetic(model.get_submodule(name), r=4)[1] for name in names)
+    trainable, total = count_parameters(model)
+    assert trainable == expected == 2 * ((32 + 32) * 4 + (64 + 32) * 4)
+    assert total == total_before + trainable
+
+
+def test_fingerprint_stable_across_apply_merge_unmerge():
+    model = make_model()
+    fp = base_fingerprint(model)
+    assert len(fp) == 16 and fp == base_fingerprint(make_model())
+    apply_lora(model, "all-linear", r=4)
+    assert base_fingerprint(model) == fp
+    randomize_lora_B(model, seed=0)
+    merge_lora(model)
+    assert base_fingerprint(model) == fp
+    unmerge_lora(model)
+    assert base_fingerprint(model) == fp
+    assert base_fingerprint(make_model(seed=1)) != fp
