@@ -7,47 +7,14 @@ import torch.nn as nn
 
 from lora import (LoRALinear, apply_lora, base_fingerprint, count_parameters, load_lora_state_dict,
                   lora_param_arithmetic, lora_state_dict, merge_lora, merged_state_dict, unmerge_lora)
+from model import GPT, get_config
 
 ALL_KINDS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-class ToyBlock(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.self_attn = nn.Module()
-        for k in ["q_proj", "k_proj", "v_proj", "o_proj"]:
-            setattr(self.self_attn, k, nn.Linear(c, c, bias=False))
-        self.mlp = nn.Module()
-        self.mlp.gate_proj, self.mlp.up_proj = nn.Linear(c, 2 * c, bias=False), nn.Linear(c, 2 * c, bias=False)
-        self.mlp.down_proj = nn.Linear(2 * c, c, bias=False)
-
-    def forward(self, x):
-        a = self.self_attn
-        x = x + a.o_proj(torch.tanh(a.q_proj(x)) * a.k_proj(x) + a.v_proj(x))
-        return x + self.mlp.down_proj(torch.nn.functional.silu(self.mlp.gate_proj(x)) * self.mlp.up_proj(x))
-
-
-class ToyGPT(nn.Module):
-    """和 HF Llama 同名的小模型 (model.py 就绪前的替身)。"""
-    def __init__(self, vocab_size=64, c=32, n_layer=2):
-        super().__init__()
-        self.embed_tokens = nn.Embedding(vocab_size, c)
-        self.layers = nn.ModuleList(ToyBlock(c) for _ in range(n_layer))
-        self.lm_head = nn.Linear(c, vocab_size, bias=False)
-        self.lm_head.weight = self.embed_tokens.weight
-
-    def forward(self, input_ids, labels=None):
-        x = self.embed_tokens(input_ids)
-        for layer in self.layers:
-            x = layer(x)
-        logits = self.lm_head(x)
-        loss = None if labels is None else nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
-        return logits, loss
-
-
 def make_model(seed=0):
     torch.manual_seed(seed)
-    return ToyGPT().eval()
+    return GPT(get_config("tiny", vocab_size=64)).eval()
 
 
 def randomize_lora_B(model, seed):
