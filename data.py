@@ -1,0 +1,360 @@
+"""data.py — SFT 的数据这一步: 对话格式、chat 模板、只在 assistant 回复上算 loss 的 -100 掩码。
+
+本课最核心的一句话: "只训练 assistant 说的话"。落实在这里:
+  1. render_chat()   把一段对话按 chat 模板拼成 token id, 同时给每个 token 标上 "是否训练";
+  2. encode_chat()   把不训练的位置的 label 设成 IGNORE_INDEX (-100), 超长时整轮丢弃最旧的对话;
+  3. load_conversations()  读 .jsonl / .json, 把四种常见格式统一成 [{role, content}, ...];
+  4. SFTDataset + collate + length_grouped_batches  组 batch: 动态 padding、按长度分组让 padding 少。
+
+chat 模板 (课程里的样子; 图里的换行只是为了好看, 并不是 token):
+    <|system|>你是一个助手<|endoftext|>
+    <|user|>你好<|endoftext|>
+    <|assistant|>你好！有什么可以帮你？<|endoftext|>
+训练时只有 "你好！有什么可以帮你？<|endoftext|>" 这几个 token 有 label; 学会生成 <|endoftext|> 模型才知道何时停。
+chat.py 和 evaluate.py 用同一个 render_chat(add_generation_prompt=True), 训练与推理的格式一字不差。
+
+不在这里的: 分词器 (tokenizer.py)、示例数据的生成 (sample_data.py)、预训练文本的切块 (pretrain.py)。
+
+用法:
+    python data.py --create_sample              # 生成 data/ 下的示例数据并训练分词器
+    python data.py --show --index 3             # 看模型眼中的一条对话, 被训练的 token 高亮
+    python data.py --check data/sft_train.jsonl # 训练前体检一个数据文件
+"""
+import argparse
+import json
+import os
+import random
+import sys
+
+import torch
+
+IGNORE_INDEX = -100  # PyTorch cross_entropy 默认忽略的 label 值
+ROLES = ("system", "user", "assistant")
+ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
+
+DATA_DIR = "data"
+TOKENIZER_PATH = os.path.join(DATA_DIR, "tokenizer.json")
+TRAIN_PATH = os.path.join(DATA_DIR, "sft_train.jsonl")
+EVAL_PATH = os.path.join(DATA_DIR, "sft_eval.jsonl")
+
+
+# ---------------------------------------------------------------- chat 模板与掩码
+
+def render_chat(messages, tokenizer, add_generation_prompt=False):
+    """对话 -> (ids, trained)。trained[i] 为 True 表示第 i 个 token 参与 loss。
+
+    角色标签 <|assistant|> 本身不训练: 推理时它由程序放进去, 模型只需学它之后的内容。
+    用户打出的 "<|user|>" 这类字符串经 tokenizer.encode 只会变成普通字节 token, 无法伪造角色切换;
+    特殊 id 只在这个函数里插入。
+    """
+    role_ids = {"system": tokenizer.system_id, "user": tokenizer.user_id, "assistant": tokenizer.assistant_id}
+    ids, trained = [], []
+    for m in messages:
+        content = tokenizer.encode(m["content"])
+        is_answer = m["role"] == "assistant"
+        ids += [role_ids[m["role"]]] + content + [tokenizer.eot_id]
+        trained += [False] + [is_answer] * (len(content) + 1)  # 回复内容 + 它的 <|endoftext|>
+    if add_generation_prompt:  # 推理: 以 <|assistant|> 结尾, 让模型接着写回复
+        ids.append(tokenizer.assistant_id)
+        trained.append(False)
+    return ids, trained
+
+
+def split_turns(messages):
+    """拆成 (开头的 system 消息列表, 轮次列表)。一轮 = 一条 user 消息加上它后面的回复。"""
+    system = messages[:1] if messages and messages[0]["role"] == "system" else []
+    turns = []
+    for m in messages[len(system):]:
+        if m["role"] == "user" or not turns:
+            turns.append([])
+        turns[-1].append(m)
+    return system, turns
+
+
+def encode_chat(messages, tokenizer, max_length):
+    """对话 -> (input_ids, labels), labels 在不训练的位置是 -100; 没有可训练 token 时返回 None。
+
+    超长时从最旧的一轮开始整轮丢弃 (保留 system prompt), 绝不截掉半个回答:
+    半个回答没有 <|endoftext|>, 会教模型 "说到一半不停"。
+    """
+    system, turns = split_turns(messages)
+    while turns:
+        ids, trained = render_chat(system + [m for t in turns for m in t], tokenizer)
+        if len(ids) <= max_length:
+            if not any(trained):
+                return None
+            labels = [i if t else IGNORE_INDEX for i, t in zip(ids, trained)]
+            return ids, labels
+        turns = turns[1:]
+    return None
+
+
+# ---------------------------------------------------------------- 读数据: 四种格式统一成 [{role, content}]
+
+def normalize_record(rec):
+    """把一条记录统一成 [{role, content}, ...]; 有问题时抛 ValueError(原因)。
+
+    支持: 课程格式 {"conversations": [{role, content}]}; OpenAI {"messages": [...]};
+    ShareGPT {"conversations": [{from, value}], "system"?}; Alpaca {instruction, input, output, system?, history?}。
+    """
+    if not isinstance(rec, dict):
+        raise ValueError("记录不是 JSON 对象")
+    if "instruction" in rec and "output" in rec:  # Alpaca: history 是之前的 [问, 答] 对
+        user = rec["instruction"]
+        if rec.get("input"):
+            user = f"{user}\n\n{rec['input']}" if isinstance(user, str) else user
+        raw = [{"role": "system", "content": rec["system"]}] if rec.get("system") else []
+        for pair in rec.get("history") or []:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise ValueError("history 的每一项应是 [问, 答]")
+            raw += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
+        raw += [{"role": "user", "content": user}, {"role": "assistant", "content": rec["output"]}]
+    elif isinstance(rec.get("conversations"), list) or isinstance(rec.get("messages"), list):
+        raw = rec.get("conversations") if "conversations" in rec else rec["messages"]
+        if rec.get("system"):  # ShareGPT 把 system 放在外面
+            raw = [{"role": "system", "content": rec["system"]}] + raw
+    else:
+        raise ValueError("无法识别的格式 (需要 conversations / messages / instruction+output 之一)")
+
+    messages = []
+    for m in raw:
+        if not isinstance(m, dict):
+            raise ValueError("消息不是 JSON 对象")
+        role = m.get("role", m.get("from"))
+        content = m.get("content", m.get("value"))
+        role = ROLE_ALIASES.get(role, role)
+        if role not in ROLES:
+            raise ValueError(f"未知角色 {role!r} (只支持 system/user/assistant, 以及 human/gpt)")
+        if not isinstance(content, str):
+            raise ValueError(f"{role} 的 content 不是字符串")
+        messages.append({"role": role, "content": content})
+    if not messages:
+        raise ValueError("空对话")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise ValueError("没有 assistant 回复, 无可训练内容")
+    return messages
+
+
+def read_records(path):
+    """读 .jsonl (一行一条) 或 .json (一个数组), 返回 [(行号, 记录或 ValueError)]。
+
+    JSON 解析错误不抛出, 而是作为该行的 ValueError 返回, 由调用者决定跳过还是中止。
+    """
+    if not os.path.exists(path):
+        raise SystemExit(f"错误: 找不到数据文件 {path}。先运行 python data.py --create_sample, 或用 --data_path 指定文件")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    out = []
+    if path.endswith(".json"):
+        dec = json.JSONDecoder()
+        pos = text.find("[")
+        if pos < 0:
+            return [(1, ValueError(".json 文件应是一个 JSON 数组 (一行一条请用 .jsonl)"))]
+        pos += 1
+        while True:  # 逐个元素解析, 这样坏记录也能报出它所在的行号
+            while pos < len(text) and text[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(text) or text[pos] == "]":
+                break
+            line = text.count("\n", 0, pos) + 1
+            try:
+                rec, pos = dec.raw_decode(text, pos)
+            except json.JSONDecodeError as e:
+                out.append((line, ValueError(f"无效的 JSON: {e.msg}")))
+                break
+            out.append((line, rec))
+    else:
+        for line, s in enumerate(text.splitlines(), 1):
+            if s.strip():
+                try:
+                    out.append((line, json.loads(s)))
+                except json.JSONDecodeError as e:
+                    out.append((line, ValueError(f"无效的 JSON: {e.msg}")))
+    return out
+
+
+def load_records(path, strict=False, quiet=False):
+    """读文件并规范化, 返回 [(记录, messages)]。坏记录按 file:line: 原因 报告后跳过; strict=True 时第一条就中止。"""
+    good, bad = [], 0
+    for line, rec in read_records(path):
+        try:
+            if isinstance(rec, ValueError):
+                raise rec
+            good.append((rec, normalize_record(rec)))
+        except ValueError as e:
+            if strict:
+                raise SystemExit(f"错误: {path}:{line}: {e} (--strict 模式下遇到坏记录即停止; 去掉 --strict 可跳过)")
+            bad += 1
+            if not quiet:
+                print(f"{path}:{line}: {e} (已跳过)", file=sys.stderr)
+    if bad and not quiet:
+        print(f"{path}: 跳过 {bad} 条坏记录, 保留 {len(good)} 条", file=sys.stderr)
+    if not good:
+        raise SystemExit(f"错误: {path} 里没有一条可用的对话。用 python data.py --check {path} 查看原因")
+    return good
+
+
+def load_conversations(path, strict=False, quiet=False):
+    """读一个数据文件, 返回对话列表, 每个对话是 [{role, content}, ...]。"""
+    return [messages for _, messages in load_records(path, strict, quiet)]
+
+
+# ---------------------------------------------------------------- Dataset 与组 batch
+
+class SFTDataset(torch.utils.data.Dataset):
+    """一次性把所有对话编码好 (小数据集, 省得每个 epoch 重复分词)。"""
+
+    def __init__(self, conversations, tokenizer, max_length, no_mask=False):
+        self.examples, self.dropped = [], 0
+        for messages in conversations:
+            enc = encode_chat(messages, tokenizer, max_length)
+            if enc is None:  # 截断后没有可训练的 token: 喂给模型只会白算, 直接丢弃并计数
+                self.dropped += 1
+                continue
+            if no_mask:  # 消融实验 (train_sft.py --no_mask): 所有 token 都算 loss, 包括 system 和 user 说的话
+                enc = (enc[0], list(enc[0]))
+            self.examples.append(enc)
+        self.lengths = [len(ids) for ids, _ in self.examples]
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        ids, labels = self.examples[i]
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels)}
+
+
+def collate(batch, pad_id):
+    """动态 padding: 只补到这个 batch 里最长的那条。补的位置 label = -100, 不算 loss。
+
+    因为模型是因果注意力, 右侧 padding 不会影响前面真实 token 的计算, 所以不需要 attention mask。
+    """
+    T = max(len(x["input_ids"]) for x in batch)
+    input_ids = torch.full((len(batch), T), pad_id, dtype=torch.long)  # (B, T)
+    labels = torch.full((len(batch), T), IGNORE_INDEX, dtype=torch.long)  # (B, T)
+    for i, x in enumerate(batch):
+        n = len(x["input_ids"])
+        input_ids[i, :n] = x["input_ids"]
+        labels[i, :n] = x["labels"]
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def length_grouped_batches(lengths, batch_size, seed=0, shuffle=True):
+    """按长度分组的 batch 索引: 长度相近的样本放在一起, padding 就少。
+
+    先打乱, 再把每 50 个 batch 大小的一段内部按长度排序后切 batch, 最后打乱 batch 的顺序:
+    既保留随机性, 又让同一个 batch 里的长度接近。同一个 seed 总是得到同样的顺序 (续训要靠它)。
+    """
+    idx = list(range(len(lengths)))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(idx)
+    group = batch_size * 50
+    batches = []
+    for g in range(0, len(idx), group):
+        chunk = sorted(idx[g:g + group], key=lambda i: lengths[i])
+        batches += [chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size)]
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def padding_fraction(lengths, batches):
+    """计算出的 token 里有多少是 padding (越小越好)。"""
+    real = sum(lengths[i] for b in batches for i in b)
+    computed = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return 1 - real / computed if computed else 0.0
+
+
+def load_tokenizer(path=TOKENIZER_PATH):
+    from tokenizer import Tokenizer
+    if not os.path.exists(path):
+        raise SystemExit(f"错误: 找不到分词器 {path}。先运行 python data.py --create_sample")
+    return Tokenizer.load(path)
+
+
+# ---------------------------------------------------------------- 命令行
+
+def create_sample(out_dir, seed, vocab_size):
+    import sample_data
+    from tokenizer import Tokenizer
+    info = sample_data.create_sample(out_dir=out_dir, seed=seed)
+    for name, path in info["files"].items():
+        print(f"写入 {path}  ({info['counts'].get(name, '')})")
+    # 分词器在预训练文本 + SFT 对话上训练, 这样两边常见的词都能合并成 token
+    texts = [open(info["files"]["pretrain.txt"], encoding="utf-8").read()]
+    texts += [m["content"] for c in load_conversations(info["files"]["sft_train.jsonl"]) for m in c]
+    tok = Tokenizer.train("\n".join(texts), vocab_size)
+    path = os.path.join(out_dir, "tokenizer.json")
+    tok.save(path)
+    print(f"写入 {path}  (词表 {tok.vocab_size})")
+
+
+def show(path, index, tokenizer, max_length):
+    conversations = load_conversations(path)
+    if not 0 <= index < len(conversations):
+        raise SystemExit(f"错误: --index {index} 超出范围, {path} 里有 {len(conversations)} 条对话")
+    messages = conversations[index]
+    ids, trained = render_chat(messages, tokenizer)
+    color = sys.stdout.isatty()
+    # 把相邻的、掩码相同的 token 拼在一起再解码: 单个 token 可能只是半个汉字的字节
+    out, start = [], 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or trained[i] != trained[start]:
+            text = tokenizer.decode(ids[start:i])
+            if trained[start]:
+                text = f"\033[42;30m{text}\033[0m" if color else f"[{text}]"
+            out.append(text)
+            start = i
+    print(f"{path} 第 {index} 条 ({'绿色' if color else '方括号内'}的 token 参与训练):\n")
+    print("".join(out).replace("<|endoftext|>", "<|endoftext|>\n").rstrip("\n"))
+    n_train = sum(trained)
+    print(f"\n共 {len(ids)} 个 token: 训练 {n_train}, 掩码 (label=-100) {len(ids) - n_train}")
+    if len(ids) > max_length:
+        print(f"注意: 超过 --max_length {max_length}, 训练时会整轮丢弃最旧的对话")
+
+
+def check(path, tokenizer, max_length, strict):
+    records = load_records(path, strict=strict)
+    convs = [m for _, m in records]
+    lengths = sorted(len(render_chat(m, tokenizer)[0]) for m in convs)
+    n_turns = sum(sum(x["role"] == "assistant" for x in m) for m in convs)
+    truncated = sum(n > max_length for n in lengths)
+    empty = sum(encode_chat(m, tokenizer, max_length) is None for m in convs)
+    q = lambda p: lengths[min(len(lengths) - 1, int(p * len(lengths)))]
+    print(f"{path}: {len(convs)} 条可用对话, 共 {n_turns} 个 assistant 回复")
+    print(f"token 长度: 最短 {lengths[0]}, 中位 {q(0.5)}, 90% {q(0.9)}, 最长 {lengths[-1]} (--max_length {max_length})")
+    print(f"超长需截断 (整轮丢弃最旧的): {truncated} 条")
+    print(f"截断后没有可训练 token (将被丢弃): {empty} 条")
+    print("会丢掉结尾 <|endoftext|> 的回复: 0 条 (截断只整轮丢弃, 从不切开一个回答)")
+
+
+def main():
+    p = argparse.ArgumentParser(description="SFT 数据: 生成示例数据、查看 chat 模板与掩码、检查数据文件")
+    # 做什么
+    p.add_argument("--create_sample", action="store_true", help="生成示例数据 (data/ 下的 SFT 训练/评估集、预训练文本) 并训练分词器")
+    p.add_argument("--show", action="store_true", help="按模型看到的样子打印一条对话, 标出参与训练的 token")
+    p.add_argument("--check", metavar="FILE", help="检查一个数据文件 (.jsonl 或 .json): 坏记录、长度分布、截断情况")
+    # 参数
+    p.add_argument("--data_path", default=TRAIN_PATH, help="--show 读取的数据文件")
+    p.add_argument("--index", type=int, default=0, help="--show 显示第几条对话 (从 0 开始)")
+    p.add_argument("--tokenizer", default=TOKENIZER_PATH, help="分词器文件")
+    p.add_argument("--max_length", type=int, default=256, help="训练时一条样本的最大 token 数")
+    p.add_argument("--strict", action="store_true", help="遇到坏记录立即报错退出, 而不是跳过")
+    p.add_argument("--out_dir", default=DATA_DIR, help="--create_sample 的输出目录")
+    p.add_argument("--seed", type=int, default=0, help="--create_sample 的随机种子 (同一种子生成同样的数据)")
+    p.add_argument("--vocab_size", type=int, default=4096, help="--create_sample 训练的分词器词表大小")
+    args = p.parse_args()
+
+    if not (args.create_sample or args.show or args.check):
+        p.error("请指定 --create_sample、--show 或 --check FILE 之一")
+    if args.create_sample:
+        create_sample(args.out_dir, args.seed, args.vocab_size)
+    if args.show:
+        show(args.data_path, args.index, load_tokenizer(args.tokenizer), args.max_length)
+    if args.check:
+        check(args.check, load_tokenizer(args.tokenizer), args.max_length, args.strict)
+
+
+if __name__ == "__main__":
+    main()
