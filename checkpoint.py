@@ -1,0 +1,116 @@
+"""checkpoint.py — 保存与加载 checkpoint, 全项目只有这一处读写 .pt 文件。
+
+一个模型 checkpoint 是一个 dict, 自带聊天所需的一切:
+    {"format": "sft-lesson/v1", "kind": "model", "model_config": {...}, "model_state": {...},
+     "tokenizer": {...}, "args": {...}, "metrics": {...}}
+LoRA 适配器 (kind="lora_adapter") 只存 lora_A/lora_B 和它的配置, 外加底座的路径与指纹;
+续训状态 (kind="resume") 由 trainer.py 写, 多了优化器、步数和随机数状态。
+
+两条安全规则:
+  - 加载一律 torch.load(weights_only=True): pickle 能执行任意代码, 陌生人给的 .pt 不能让它跑代码。
+    所以 checkpoint 里只放张量和 dict/list/str/int/float 这类基本类型。
+  - 保存先写临时文件再 os.replace 改名 (原子操作): 中途崩溃不会留下半个文件, 也不会毁掉上一个好的 checkpoint。
+"""
+import os
+import pickle
+
+import torch
+
+FORMAT = "sft-lesson/v1"
+
+
+def save_checkpoint(path, obj):
+    """原子写入: 写到 path.tmp, 刷到磁盘, 再改名覆盖。"""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, kinds=None, map_location="cpu"):
+    """加载并校验; 任何问题都变成一行能照着做的错误信息。kinds: 允许的 kind 列表。"""
+    if not os.path.isfile(path):
+        raise SystemExit(f"错误: 找不到 checkpoint {path}。先训练出它 (例如 python train_sft.py), 或检查路径")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e):  # 引用了张量和基本类型以外的对象 (函数、类……): 这正是 pickle 执行代码的方式
+            raise SystemExit(f"错误: {path} 含有 weights_only=True 不允许的对象 (可能携带代码), 拒绝加载。只加载本课程脚本保存的 checkpoint")
+        raise SystemExit(f"错误: {path} 不是完整的 checkpoint (文件损坏或被截断)。请重新训练或重新下载")
+    except Exception as e:  # 截断、损坏、根本不是 torch 文件
+        raise SystemExit(f"错误: {path} 不是完整的 checkpoint (文件损坏或被截断: {type(e).__name__})。请重新训练或重新下载")
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise SystemExit(f"错误: {path} 不是本课程的 checkpoint (缺少 format={FORMAT!r})。请用 pretrain.py / train_sft.py 生成的文件")
+    if kinds and obj.get("kind") not in kinds:
+        raise SystemExit(f"错误: {path} 是 {obj.get('kind')!r} 类型的 checkpoint, 这里需要 {' 或 '.join(kinds)}")
+    return obj
+
+
+def save_model(path, model, tokenizer, args=None, metrics=None, state=None):
+    """保存完整模型: 权重 + 配置 + 分词器 + 训练参数 + 最终指标。单凭这一个文件就能聊天。
+
+    state: 要保存的权重 (默认 model.state_dict(); LoRA 合并后的模型传入 merged_state_dict)。
+    """
+    from dataclasses import asdict
+    state = model.state_dict() if state is None else state
+    save_checkpoint(path, {
+        "format": FORMAT, "kind": "model",
+        "model_config": asdict(model.config),
+        "model_state": {k: v.detach().cpu() for k, v in state.items()},
+        "tokenizer": tokenizer.to_dict(),
+        "args": dict(args or {}), "metrics": dict(metrics or {}),
+    })
+
+
+def build_model(ckpt, device="cpu"):
+    """由模型 checkpoint (dict) 重建 (model, tokenizer)。"""
+    from model import GPT, GPTConfig
+    from tokenizer import Tokenizer
+    model = GPT(GPTConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model_state"])
+    return model.to(device), Tokenizer.from_dict(ckpt["tokenizer"])
+
+
+def resolve_base_path(adapter_path, base_path):
+    """适配器记下的底座路径是训练时给的 (相对于当时的工作目录); 找不到时再到适配器旁边找同名文件。"""
+    if os.path.isfile(base_path):
+        return base_path
+    beside = os.path.join(os.path.dirname(adapter_path), os.path.basename(base_path))
+    return beside if os.path.isfile(beside) else base_path
+
+
+def load_model(path, device="cpu", lora=None):
+    """加载可以直接用来生成的模型: path 可以是完整模型, 也可以是 LoRA 适配器 (它知道自己的底座)。
+
+    lora: 另给一个适配器路径, 套在 path 这个底座上。返回 (model, tokenizer, ckpt), model 处于 eval 模式。
+    """
+    ckpt = load_checkpoint(path, kinds=("model", "lora_adapter"))
+    adapter = None
+    if ckpt["kind"] == "lora_adapter":
+        adapter, adapter_path = ckpt, path
+        path = resolve_base_path(path, ckpt["base"]["path"])
+        ckpt = load_checkpoint(path, kinds=("model",))
+    if lora:
+        if adapter:
+            raise SystemExit(f"错误: {adapter_path} 已经是适配器, 不能再用 --lora 叠加另一个")
+        adapter, adapter_path = load_checkpoint(lora, kinds=("lora_adapter",)), lora
+    model, tokenizer = build_model(ckpt, device)
+    if adapter:
+        apply_adapter(model, adapter, adapter_path, path)
+    model.eval()
+    return model, tokenizer, ckpt
+
+
+def apply_adapter(model, adapter, adapter_path, base_path):
+    """把适配器套到模型上; 底座不对 (指纹不同) 时报错, 而不是悄悄输出乱码。"""
+    from lora import apply_lora, base_fingerprint, load_lora_state_dict
+    fp = base_fingerprint(model)
+    if fp != adapter["base"]["fingerprint"]:
+        raise SystemExit(f"错误: 适配器 {adapter_path} 是在另一个底座上训练的 (指纹 {adapter['base']['fingerprint']}), "
+                         f"而 {base_path} 的指纹是 {fp}。请用训练它时的底座 {adapter['base']['path']}")
+    cfg = adapter["lora_config"]
+    apply_lora(model, cfg["target_modules"], r=cfg["r"], alpha=cfg["alpha"], dropout=cfg["dropout"])
+    load_lora_state_dict(model, adapter["lora_state"])

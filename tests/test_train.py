@@ -1,0 +1,342 @@
+"""训练循环、checkpoint 与三个训练脚本的测试 (全部用 tiny 模型, 几秒一个)。
+
+包括: loss 会下降; 中断后续训与不中断的结果一致; checkpoint 往返; weights_only 拒绝带代码的 pickle;
+原子写入; NaN 时停下并保留上次的 checkpoint; 每个脚本作为子进程端到端跑一遍, 以及它们的报错路径;
+torchrun 两个进程 (gloo) 的 loss 与单进程同样全局 batch 的一致。
+"""
+import argparse
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import data
+from checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
+from model import GPT, get_config
+from tokenizer import Tokenizer
+from trainer import add_train_args, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAMES = ["小明", "小红", "小刚", "阿花", "大壮", "Tom", "Lucy", "Jack"]
+
+
+def make_conversations():
+    convs = []
+    for i, n in enumerate(NAMES):
+        for a in range(6):
+            convs.append([{"role": "user", "content": f"{n}有几个苹果？"},
+                          {"role": "assistant", "content": f"{n}有{(i + a) % 10}个苹果。"}])
+    return convs
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """一个迷你的 data/ 目录: 分词器、SFT 训练/验证集、预训练文本。"""
+    root = tmp_path_factory.mktemp("world")
+    d = root / "data"
+    d.mkdir()
+    (root / "checkpoints").mkdir()
+    convs = make_conversations()
+    prose = [f"{n}住在北京, 喜欢苹果和香蕉。{n}今年{i + 20}岁。" for i, n in enumerate(NAMES)] * 6
+    (d / "pretrain.txt").write_text("\n".join(prose), encoding="utf-8")
+    (d / "pretrain_eval.txt").write_text("\n".join(prose[:16]), encoding="utf-8")
+    with open(d / "sft_train.jsonl", "w", encoding="utf-8") as f:
+        for c in convs:
+            f.write(json.dumps({"conversations": c}, ensure_ascii=False) + "\n")
+    with open(d / "sft_eval.jsonl", "w", encoding="utf-8") as f:
+        for c in convs[:8]:
+            f.write(json.dumps({"conversations": c, "category": "x", "answer": "1"}, ensure_ascii=False) + "\n")
+    tok = Tokenizer.train("\n".join(prose) + json.dumps(convs, ensure_ascii=False), 320)
+    tok.save(str(d / "tokenizer.json"))
+    return root, tok, convs
+
+
+def train_args(out, *extra):
+    p = argparse.ArgumentParser()
+    add_train_args(p, out=str(out))
+    return p.parse_args(["--device", "cpu", "--batch_size", "8", "--lr", "3e-3", "--warmup_steps", "2",
+                         "--eval_interval", "5", "--seed", "0", *extra])
+
+
+def tiny_model(tok, seed=0):
+    torch.manual_seed(seed)
+    return GPT(get_config("tiny", vocab_size=tok.vocab_size))
+
+
+def run(script, cwd, *args, check=True, timeout=120):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, capture_output=True,
+                       text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{script} {args} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def assert_one_line_error(r, pattern):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr, r.stderr
+    assert pattern in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("错误")
+
+
+# ---------------------------------------------------------------- 训练循环
+
+def test_loop_lowers_loss(world, tmp_path):
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    model = tiny_model(tok)
+    m = train(model, ds, ds, lambda b: data.collate(b, tok.pad_id), train_args(tmp_path / "m.pt", "--max_steps", "60"))
+    rows = list(csv.DictReader(open(m["log"])))
+    first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
+    assert len(rows) == 60 and last < 0.6 * first
+    assert os.path.exists(m["loss_png"]) and m["eval_loss"] is not None
+
+
+def test_grad_accum_equals_big_batch(world, tmp_path):
+    """loss 按整个优化步的 token 数归一化: 2 × 4 的梯度累积 == 一次 8 个样本 (样本回复长度各不相同)。"""
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    collate = lambda b: data.collate(b, tok.pad_id)  # noqa: E731
+    a, b = tiny_model(tok), tiny_model(tok)
+    ma = train(a, ds, None, collate, train_args(tmp_path / "a.pt", "--max_steps", "3", "--batch_size", "8"))
+    mb = train(b, ds, None, collate, train_args(tmp_path / "b.pt", "--max_steps", "3", "--batch_size", "4", "--grad_accum", "2"))
+    assert ma["train_loss"] == pytest.approx(mb["train_loss"], rel=1e-5)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_matches_uninterrupted(world, tmp_path):
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    collate = lambda b: data.collate(b, tok.pad_id)  # noqa: E731
+    full = train(tiny_model(tok), ds, None, collate, train_args(tmp_path / "a.pt", "--max_steps", "12", "--save_interval", "4"))
+
+    calls = {"n": 0}
+
+    def crashing_collate(b):  # 模拟 kill -9: 第 7 步中途进程消失, 没有任何清理代码执行
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise Crash
+        return collate(b)
+
+    out = tmp_path / "b.pt"
+    with pytest.raises(Crash):
+        train(tiny_model(tok), ds, None, crashing_collate, train_args(out, "--max_steps", "12", "--save_interval", "4"))
+    assert load_checkpoint(str(tmp_path / "b.resume.pt"))["step"] == 4
+    resumed = train(tiny_model(tok, seed=99), ds, None, collate,
+                    train_args(out, "--max_steps", "12", "--save_interval", "4", "--resume"))
+    assert resumed["steps"] == 12
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
+    assert not os.path.exists(tmp_path / "b.resume.pt")  # 完成后续训状态被清理
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    model = tiny_model(tok)
+    real_forward = model.forward
+    calls = {"n": 0}
+
+    def forward(*a, **k):
+        calls["n"] += 1
+        logits, loss = real_forward(*a, **k)
+        return logits, loss * float("nan") if calls["n"] == 5 else loss
+
+    model.forward = forward
+    out = tmp_path / "m.pt"
+    with pytest.raises(SystemExit, match="第 5 步的 loss 是 nan"):
+        train(model, ds, None, lambda b: data.collate(b, tok.pad_id), train_args(out, "--max_steps", "10", "--save_interval", "2"))
+    assert load_checkpoint(str(tmp_path / "m.resume.pt"))["step"] == 4
+
+
+# ---------------------------------------------------------------- checkpoint
+
+def test_checkpoint_round_trip(world, tmp_path):
+    root, tok, convs = world
+    model = tiny_model(tok).eval()
+    path = str(tmp_path / "m.pt")
+    save_model(path, model, tok, {"lr": 1.0}, {"eval_loss": 2.0})
+    loaded, tok2, ckpt = load_model(path)
+    x = torch.randint(0, tok.vocab_size, (2, 16))
+    assert torch.equal(model(x)[0], loaded(x)[0])
+    assert tok2.encode("小明有3个苹果") == tok.encode("小明有3个苹果")
+    assert ckpt["args"]["lr"] == 1.0 and ckpt["metrics"]["eval_loss"] == 2.0
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_weights_only_refuses_code(tmp_path):
+    marker = tmp_path / "pwned"
+    Evil.marker = marker
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "sft-lesson/v1", "kind": "model", "payload": Evil()}, path)
+    with pytest.raises(SystemExit, match="拒绝加载"):
+        load_checkpoint(str(path))
+    assert not marker.exists()  # 代码没有被执行
+
+
+def test_bad_checkpoint_files(world, tmp_path):
+    root, tok, convs = world
+    good = tmp_path / "m.pt"
+    save_model(str(good), tiny_model(tok), tok)
+    (tmp_path / "trunc.pt").write_bytes(good.read_bytes()[:1000])
+    (tmp_path / "text.pt").write_text("hello")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(SystemExit, match="找不到"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
+    with pytest.raises(SystemExit, match="损坏或被截断"):
+        load_checkpoint(str(tmp_path / "trunc.pt"))
+    with pytest.raises(SystemExit, match="损坏或被截断"):
+        load_checkpoint(str(tmp_path / "text.pt"))
+    with pytest.raises(SystemExit, match="不是本课程的 checkpoint"):
+        load_checkpoint(str(tmp_path / "other.pt"))
+    with pytest.raises(SystemExit, match="需要 lora_adapter"):
+        load_checkpoint(str(good), kinds=("lora_adapter",))
+
+
+def test_atomic_save_keeps_previous(tmp_path, monkeypatch):
+    path = str(tmp_path / "c.pt")
+    save_checkpoint(path, {"format": "sft-lesson/v1", "kind": "model", "v": 1})
+
+    def broken_save(obj, f):
+        f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"format": "sft-lesson/v1", "kind": "model", "v": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["v"] == 1  # 上一个好的 checkpoint 完好无损
+
+
+# ---------------------------------------------------------------- 脚本端到端 (子进程)
+
+TINY = ["--device", "cpu", "--preset", "tiny", "--batch_size", "8", "--eval_interval", "5"]
+
+
+@pytest.fixture(scope="module")
+def base(world):
+    root, tok, convs = world
+    r = run("pretrain.py", root, *TINY, "--max_steps", "20", "--lr", "3e-3")
+    assert "底座模型已保存到 checkpoints/base_model.pt" in r.stdout
+    return root
+
+
+def test_pretrain_outputs(base):
+    ckpt = load_checkpoint(str(base / "checkpoints/base_model.pt"))
+    assert ckpt["kind"] == "model" and ckpt["args"]["max_steps"] == 20
+    for f in ("base_model.log.csv", "base_model.loss.png"):
+        assert (base / "checkpoints" / f).exists()
+
+
+def test_train_sft_end_to_end(base):
+    r = run("train_sft.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "6")
+    assert "SFT 模型已保存到 checkpoints/sft_model.pt" in r.stdout
+    ckpt = load_checkpoint(str(base / "checkpoints/sft_model.pt"))
+    assert ckpt["args"]["init"] == "checkpoints/base_model.pt" and ckpt["metrics"]["steps"] == 6
+
+
+def test_train_sft_scratch_and_no_mask(base, tmp_path):
+    run("train_sft.py", base, *TINY, "--init", "scratch", "--max_steps", "3", "--out", str(tmp_path / "s.pt"))
+    run("train_sft.py", base, "--device", "cpu", "--no_mask", "--max_steps", "3", "--out", str(tmp_path / "n.pt"))
+    assert load_checkpoint(str(tmp_path / "n.pt"))["args"]["no_mask"] is True
+
+
+def test_train_lora_end_to_end(base, tmp_path):
+    out = tmp_path / "lora_adapter.pt"
+    r = run("train_lora.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "6", "--lora_r", "4",
+            "--out", str(out), "--merge")
+    assert "可训练参数" in r.stdout and "(n+m)·r" in r.stdout
+    adapter = load_checkpoint(str(out), kinds=("lora_adapter",))
+    assert all(".lora_" in k for k in adapter["lora_state"])
+    assert adapter["base"]["path"] == "checkpoints/base_model.pt"
+    # 适配器 (自带底座路径) 与合并后的完整模型给出同样的输出
+    cwd = os.getcwd()
+    os.chdir(base)
+    try:
+        m1, tok, _ = load_model(str(out))
+        m2, _, _ = load_model(str(tmp_path / "lora_merged.pt"))
+    finally:
+        os.chdir(cwd)
+    x = torch.randint(0, tok.vocab_size, (1, 20))
+    torch.testing.assert_close(m1(x)[0], m2(x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_script_errors(base, tmp_path):
+    assert_one_line_error(run("train_sft.py", base, "--init", str(tmp_path / "nope.pt"), check=False), "找不到底座模型")
+    assert_one_line_error(run("train_sft.py", base, "--data_path", str(tmp_path / "nope.jsonl"), check=False), "找不到数据文件")
+    assert_one_line_error(run("train_lora.py", base, "--target_modules", "qkv", check=False), "没有匹配到任何 Linear 层")
+    assert_one_line_error(run("train_sft.py", base, "--resume", "--out", str(tmp_path / "x.pt"), check=False), "找不到续训状态")
+    if not torch.cuda.is_available():
+        assert_one_line_error(run("train_sft.py", base, "--device", "cuda", check=False), "CUDA")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    assert_one_line_error(run("train_sft.py", base, "--init", str(tmp_path / "text.pt"), check=False), "损坏或被截断")
+
+
+def test_bad_records_are_skipped(base, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    good = (base / "data/sft_train.jsonl").read_text(encoding="utf-8")
+    bad.write_text("{oops\n" + good, encoding="utf-8")
+    r = run("train_sft.py", base, "--device", "cpu", "--data_path", str(bad), "--max_steps", "2", "--out", str(tmp_path / "m.pt"))
+    assert f"{bad}:1: 无效的 JSON" in r.stderr and (tmp_path / "m.pt").exists()
+
+
+def wait_for(path, timeout=60):
+    t0 = time.time()
+    while not os.path.exists(path):
+        assert time.time() - t0 < timeout, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupt_then_resume(base, tmp_path, sig):
+    """Ctrl-C 保存续训状态后干净退出; kill -9 则靠定期保存。两种情况 --resume 都能接着训完。"""
+    out = str(tmp_path / "m.pt")
+    args = [sys.executable, os.path.join(ROOT, "train_sft.py"), "--device", "cpu", "--batch_size", "8",
+            "--max_steps", "100000", "--save_interval", "3", "--out", out]
+    proc = subprocess.Popen(args, cwd=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(str(tmp_path / "m.resume.pt"))
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    out_text, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "--resume" in out_text and "Traceback" not in err
+    step = load_checkpoint(str(tmp_path / "m.resume.pt"))["step"]
+    assert step >= 3 and not os.path.exists(out)
+    r = run("train_sft.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", str(step + 2), "--out", out, "--resume")
+    assert f"第 {step} 步继续" in r.stdout
+    assert load_checkpoint(out)["metrics"]["steps"] == step + 2
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_matches_single_process(base, tmp_path):
+    """torchrun 2 个进程 × batch 4 == 单进程 batch 8: 同样的全局 batch, 同样的 loss。"""
+    common = ["--device", "cpu", "--max_steps", "3", "--eval_interval", "100", "--lr", "1e-3"]
+    run("train_sft.py", base, *common, "--batch_size", "8", "--out", str(tmp_path / "single.pt"))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+                        f"--master_port={free_port()}", os.path.join(ROOT, "train_sft.py"), *common,
+                        "--batch_size", "4", "--out", str(tmp_path / "ddp.pt")],
+                       cwd=base, capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    single = [float(x["loss"]) for x in csv.DictReader(open(tmp_path / "single.log.csv"))]
+    ddp = [float(x["loss"]) for x in csv.DictReader(open(tmp_path / "ddp.log.csv"))]
+    assert len(single) == len(ddp) == 3
+    assert ddp == pytest.approx(single, rel=1e-4)

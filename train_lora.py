@@ -1,0 +1,75 @@
+"""train_lora.py — LoRA 微调: 冻结底座的全部权重, 只训练插在 q_proj/v_proj 旁边的低秩旁路 y = Wx + BAx。
+
+与 train_sft.py 的区别只有一步: 训练前 apply_lora(model, ...) 把目标层包起来并冻结其余参数。
+数据、掩码、训练循环全都一样 (从 train_sft.py / trainer.py 复用, 没有复制)。
+保存的 checkpoints/lora_adapter.pt 只有 lora_A/lora_B 和 LoRA 配置, 外加底座的路径和指纹 (不到完整模型的 2%);
+--merge 另存一份把 BA 折进 W 的完整模型 checkpoints/lora_merged.pt, 像普通 checkpoint 一样加载。
+
+学习率: LoRA 的默认学习率比全参数 SFT 高一个量级 —— 可训练的参数少, B 又从 0 出发, 小学习率下几乎学不动。
+
+用法:
+    python train_lora.py --device cuda --epochs 3 --lora_r 8
+    python train_lora.py --target_modules all-linear --lora_r 16 --merge
+"""
+import argparse
+
+import data
+from checkpoint import FORMAT, save_checkpoint, save_model
+from lora import apply_lora, base_fingerprint, count_parameters, lora_param_arithmetic, lora_state_dict, merged_state_dict
+from train_sft import add_sft_args, load_sft_data, load_start
+from trainer import add_train_args, is_main_process, side_path, train
+
+
+def main():
+    p = argparse.ArgumentParser(description="LoRA 微调: 冻结底座, 只训练低秩旁路 lora_A / lora_B")
+    add_sft_args(p)
+    g = p.add_argument_group("LoRA")
+    g.add_argument("--lora_r", type=int, default=8, help="秩 r: 旁路 A 是 (r, n), B 是 (m, r), r 远小于 n、m")
+    g.add_argument("--lora_alpha", type=float, default=16, help="缩放 alpha: 旁路输出乘以 alpha / r")
+    g.add_argument("--lora_dropout", type=float, default=0.05, help="旁路输入上的 dropout")
+    g.add_argument("--target_modules", default="q_proj,v_proj", help="套 LoRA 的层 (按名字后缀, 逗号分隔), 或 all-linear")
+    g.add_argument("--merge", action="store_true", help="另存一份合并后的完整模型 (路径: --out 旁边的 *_merged.pt)")
+    add_train_args(p, epochs=3, lr=1e-3, batch_size=16, warmup_steps=20, eval_interval=100,
+                   out="checkpoints/lora_adapter.pt")
+    args = p.parse_args()
+    if args.init == "scratch":
+        raise SystemExit("错误: LoRA 需要一个训练好的底座 (--init checkpoints/base_model.pt); 随机底座上的低秩旁路学不到什么")
+
+    # 1. 底座与数据
+    model, tokenizer = load_start(args)
+    fingerprint = base_fingerprint(model)  # 在套 LoRA 之前记下底座的指纹
+    max_length = min(args.max_length, model.config.max_seq_len)
+    train_set, eval_set = load_sft_data(args, tokenizer, max_length)
+
+    # 2. 套上 LoRA: 只有 lora_A / lora_B 可训练
+    wrapped = apply_lora(model, args.target_modules, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
+    trainable, total = count_parameters(model)
+    full, low_rank = lora_param_arithmetic(model.get_submodule(wrapped[0]), args.lora_r)
+    n, m = model.get_submodule(wrapped[0]).base_layer.in_features, model.get_submodule(wrapped[0]).base_layer.out_features
+    print(f"LoRA 套在 {len(wrapped)} 个层上 ({args.target_modules}), r={args.lora_r}, alpha={args.lora_alpha}")
+    print(f"  以 {wrapped[0]} 为例: 全量 n·m = {n}·{m} = {full:,}; LoRA (n+m)·r = ({n}+{m})·{args.lora_r} = {low_rank:,}")
+    print(f"  可训练参数 {trainable:,} / 总参数 {total:,} = {100 * trainable / total:.2f}%")
+
+    # 3. 训练 (同一个循环)
+    metrics = train(model, train_set, eval_set, lambda b: data.collate(b, tokenizer.pad_id), args)
+
+    # 4. 保存: 只存适配器; 可选另存合并后的完整模型
+    if not is_main_process():
+        return
+    save_checkpoint(args.out, {
+        "format": FORMAT, "kind": "lora_adapter",
+        "lora_state": lora_state_dict(model),
+        "lora_config": {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout,
+                        "target_modules": wrapped},
+        "base": {"path": args.init, "fingerprint": fingerprint},
+        "args": vars(args), "metrics": metrics,
+    })
+    print(f"LoRA 适配器已保存到 {args.out}。试试: python chat.py --checkpoint {args.out}")
+    if args.merge:
+        merged_path = side_path(args.out, "_merged.pt").replace("_adapter_merged", "_merged")
+        save_model(merged_path, model, tokenizer, vars(args), metrics, state=merged_state_dict(model))
+        print(f"合并后的完整模型已保存到 {merged_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""train_sft.py — 全参数 SFT (指令微调): 在对话数据上继续训练底座模型的全部参数。
+
+和预训练用的是同一个训练循环 (trainer.py), 区别只有两点:
+  1. 数据是按 chat 模板拼好的对话 (data.py);
+  2. 只有 assistant 回复 (及其 <|endoftext|>) 的 label 是真实 token, 其余都是 -100 —— 模型学 "怎么回答", 而不是 "怎么提问"。
+--no_mask 关掉这一点 (所有 token 都训练), 是本课的消融实验。
+
+学习率: 默认比预训练结束时的学习率还低。SFT 学习率太大, 会把预训练存进权重里的知识冲掉
+(README 里有实测: 学习率越大, knowledge_unlock 越差)。
+
+用法:
+    python train_sft.py --device cuda --epochs 3
+    python train_sft.py --init scratch          # 不用底座, 从随机权重做 SFT (对比实验)
+    python train_sft.py --no_mask               # 消融: 不做掩码
+"""
+import argparse
+import os
+
+import torch
+
+import data
+from checkpoint import build_model, load_checkpoint, save_model
+from model import GPT, get_config
+from trainer import add_train_args, is_main_process, train
+
+
+def add_sft_args(p):
+    """train_sft.py 与 train_lora.py 共用的数据与起点参数。"""
+    g = p.add_argument_group("数据与起点")
+    g.add_argument("--data_path", default=data.TRAIN_PATH, help="SFT 训练数据 (.jsonl 或 .json; 支持课程格式、OpenAI、ShareGPT、Alpaca)")
+    g.add_argument("--eval_path", default=data.EVAL_PATH, help="验证数据 (训练中定期算 loss)")
+    g.add_argument("--init", default="checkpoints/base_model.pt", help="起点权重: 底座 checkpoint 路径, 或 scratch (随机初始化)")
+    g.add_argument("--preset", default="default", help="--init scratch 时的模型大小: tiny / default / gpu")
+    g.add_argument("--max_length", type=int, default=256, help="一条样本最多多少 token (超长时整轮丢弃最旧的对话)")
+    g.add_argument("--no_mask", action="store_true", help="消融实验: 所有 token 都算 loss (不只 assistant 的回复)")
+    g.add_argument("--strict", action="store_true", help="数据里有坏记录就报错退出 (默认跳过并报告)")
+    return g
+
+
+def load_start(args):
+    """起点: (model, tokenizer)。底座不存在时给出一行提示。"""
+    if args.init == "scratch":
+        tokenizer = data.load_tokenizer()
+        torch.manual_seed(args.seed)
+        return GPT(get_config(args.preset, vocab_size=tokenizer.vocab_size)), tokenizer
+    if not os.path.exists(args.init):
+        raise SystemExit(f"错误: 找不到底座模型 {args.init}。先运行 python pretrain.py 训练一个, 或用 --init scratch 从随机权重开始")
+    return build_model(load_checkpoint(args.init, kinds=("model",)))
+
+
+def load_sft_data(args, tokenizer, max_length):
+    """训练集与验证集。坏记录由 data.py 报告后跳过。"""
+    train_set = data.SFTDataset(data.load_conversations(args.data_path, strict=args.strict), tokenizer, max_length, args.no_mask)
+    eval_set = None
+    if args.eval_path and os.path.exists(args.eval_path):
+        eval_set = data.SFTDataset(data.load_conversations(args.eval_path, strict=args.strict, quiet=True),
+                                   tokenizer, max_length, args.no_mask)
+    n_tok = sum(train_set.lengths)
+    print(f"SFT 数据: {len(train_set)} 条对话, {n_tok:,} token"
+          + (f"; {train_set.dropped} 条截断后没有可训练 token, 已丢弃" if train_set.dropped else ""))
+    if len(train_set) == 0:
+        raise SystemExit(f"错误: {args.data_path} 里没有能放进 --max_length {max_length} 的对话。调大 --max_length")
+    return train_set, eval_set
+
+
+def main():
+    p = argparse.ArgumentParser(description="全参数 SFT: 在对话数据上微调底座模型的全部参数")
+    add_sft_args(p)
+    add_train_args(p, epochs=3, lr=1e-4, batch_size=16, warmup_steps=20, eval_interval=100,
+                   out="checkpoints/sft_model.pt")
+    args = p.parse_args()
+
+    # 1. 起点与数据
+    model, tokenizer = load_start(args)
+    max_length = min(args.max_length, model.config.max_seq_len)
+    train_set, eval_set = load_sft_data(args, tokenizer, max_length)
+    print(f"模型 {model.num_params() / 1e6:.2f}M 参数, 全部参与训练 (起点: {args.init})")
+
+    # 2. 训练
+    metrics = train(model, train_set, eval_set, lambda b: data.collate(b, tokenizer.pad_id), args)
+
+    # 3. 保存
+    if is_main_process():
+        save_model(args.out, model, tokenizer, vars(args), metrics)
+        print(f"SFT 模型已保存到 {args.out}。试试: python chat.py --checkpoint {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""trainer.py — 唯一的训练循环, pretrain.py / train_sft.py / train_lora.py 共用。
+
+三个训练脚本的区别只在 "数据是什么、哪些参数可训练、最后存什么"; 怎么训练完全相同, 所以写一次:
+  - AdamW (2 维的权重做 weight decay; norm 和 embedding 不做), 先 warmup 再 cosine 衰减的学习率;
+  - 梯度裁剪、梯度累积; CUDA 上 bf16 autocast (不支持 bf16 的卡用 fp16 + GradScaler), CPU 上 fp32;
+  - 定期在验证集上算 loss; tqdm 进度条显示 loss、学习率、tokens/s; 每步写一行 CSV; 结束画 loss 曲线 PNG;
+  - 定期保存续训状态 (模型、优化器、步数、随机数状态; 数据位置由步数推出), Ctrl-C 时也保存, --resume 接着训;
+  - loss 变成 NaN/inf 时停下并指出是第几步, 已保存的 checkpoint 不动;
+  - 用 torchrun 启动时自动走 DistributedDataParallel: 每个进程取自己那份数据, 只有 rank 0 打日志和存文件。
+
+loss 的归一化: 一个优化步里所有 micro-batch (以及所有进程) 的 "被训练 token" 一起求平均,
+而不是每个 micro-batch 先各自平均再平均 —— 后者会让短回复的样本权重偏大, 梯度累积的结果也就不等于大 batch。
+
+不在这里的: 模型结构 (model.py)、数据与掩码 (data.py)、LoRA (lora.py)、存最终模型 (checkpoint.py)。
+"""
+import csv
+import math
+import os
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.distributed as dist
+
+from checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from data import IGNORE_INDEX, length_grouped_batches
+
+
+def add_train_args(p, **defaults):
+    """所有训练脚本共用的参数; 每个脚本用 defaults 给出适合自己的默认值 (例如 LoRA 的学习率更大)。"""
+    d = dict(device="auto", epochs=3, max_steps=None, batch_size=16, grad_accum=1, lr=3e-4, min_lr_ratio=0.1,
+             warmup_steps=30, weight_decay=0.1, grad_clip=1.0, eval_interval=100, eval_batches=20,
+             save_interval=200, seed=1337, out="checkpoints/model.pt")
+    d.update(defaults)
+    g = p.add_argument_group("训练 (各脚本共用)")
+    g.add_argument("--device", default=d["device"], help="auto (依次尝试 cuda、mps、cpu) / cuda / mps / cpu")
+    g.add_argument("--epochs", type=float, default=d["epochs"], help="训练几遍数据 (可以是小数)")
+    g.add_argument("--max_steps", type=int, default=d["max_steps"], help="最多训练多少个优化步 (设置后优先于 --epochs)")
+    g.add_argument("--batch_size", type=int, default=d["batch_size"], help="每个进程每个 micro-batch 的样本数")
+    g.add_argument("--grad_accum", type=int, default=d["grad_accum"], help="梯度累积步数: 有效 batch = batch_size × grad_accum × 进程数")
+    g.add_argument("--lr", type=float, default=d["lr"], help="峰值学习率")
+    g.add_argument("--min_lr_ratio", type=float, default=d["min_lr_ratio"], help="cosine 衰减结束时的学习率 = lr × 这个比例")
+    g.add_argument("--warmup_steps", type=int, default=d["warmup_steps"], help="学习率从 0 线性升到 lr 的步数")
+    g.add_argument("--weight_decay", type=float, default=d["weight_decay"], help="AdamW 的 weight decay (不作用于 norm 和 embedding)")
+    g.add_argument("--grad_clip", type=float, default=d["grad_clip"], help="梯度范数裁剪阈值 (0 表示不裁剪)")
+    g.add_argument("--eval_interval", type=int, default=d["eval_interval"], help="每隔多少步在验证集上算一次 loss")
+    g.add_argument("--eval_batches", type=int, default=d["eval_batches"], help="每次验证最多用多少个 batch")
+    g.add_argument("--save_interval", type=int, default=d["save_interval"], help="每隔多少步保存一次续训状态")
+    g.add_argument("--seed", type=int, default=d["seed"], help="随机种子 (数据顺序、初始化、dropout)")
+    g.add_argument("--out", default=d["out"], help="输出的 checkpoint 路径 (日志、曲线、续训状态放在它旁边)")
+    g.add_argument("--resume", action="store_true", help="从 --out 旁边的续训状态 (*.resume.pt) 接着训练")
+    g.add_argument("--compile", action="store_true", help="用 torch.compile 编译模型 (GPU 上常常更快, CPU 上编译要几十秒)")
+    return g
+
+
+def side_path(out, suffix):
+    """checkpoints/sft_model.pt -> checkpoints/sft_model<suffix>"""
+    return os.path.splitext(out)[0] + suffix
+
+
+def setup_distributed(device_name):
+    """torchrun 会设置 RANK/WORLD_SIZE 环境变量; 没有就是单进程。返回 (rank, world_size, device)。"""
+    from model import pick_device
+    if "RANK" not in os.environ:
+        return 0, 1, pick_device(device_name)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    device = pick_device(device_name)
+    if device.type == "cuda":  # 每个进程一张卡
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def make_optimizer(model, lr, weight_decay, device):
+    """只优化 requires_grad 的参数 (LoRA 时只有 lora_A/lora_B)。2 维以上的矩阵做 decay, norm 的增益和 embedding 不做。"""
+    emb = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2 and id(p) not in emb]
+    no_decay = [p for p in params if p.dim() < 2 or id(p) in emb]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # fused AdamW 把所有参数的更新合成少数几个 CUDA kernel
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=device.type == "cuda")
+
+
+def lr_at(step, total, args):
+    """warmup 线性上升, 然后 cosine 从 lr 降到 lr × min_lr_ratio。"""
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    progress = min(1.0, (step - args.warmup_steps) / max(1, total - args.warmup_steps))
+    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def autocast_for(device):
+    """CUDA: bf16 (老卡 fp16 + GradScaler); 其他设备: fp32。返回 (autocast 上下文工厂, GradScaler 或 None)。"""
+    if device.type != "cuda":
+        return nullcontext, None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+def n_targets(labels):
+    """一个 batch 里被训练的 token 数 (模型内部移位一格, 所以看 labels[:, 1:])。"""
+    return (labels[:, 1:] != IGNORE_INDEX).sum()
+
+
+@torch.no_grad()
+def evaluate_loss(model, dataset, collate_fn, args, device, autocast):
+    """验证集上按 token 加权的平均 loss。"""
+    if dataset is None or len(dataset) == 0:
+        return None
+    model.eval()
+    batches = length_grouped_batches(dataset.lengths, args.batch_size, shuffle=False)[:args.eval_batches]
+    total, count = 0.0, 0
+    for b in batches:
+        batch = collate_fn([dataset[i] for i in b])
+        labels = batch["labels"].to(device)
+        with autocast():
+            _, loss = model(batch["input_ids"].to(device), labels)
+        n = n_targets(labels).item()
+        total, count = total + loss.item() * n, count + n
+    model.train()
+    return total / max(count, 1)
+
+
+def train(model, train_set, eval_set, collate_fn, args, run_info=None):
+    """训练 model (原地修改), 返回最终指标 dict。train_set 需要 .lengths 和 __getitem__ -> {input_ids, labels}。
+
+    run_info: 写进续训状态的额外信息 (例如模型配置), 便于排查。
+    """
+    rank, world, device = setup_distributed(args.device)
+    main = rank == 0
+    torch.manual_seed(args.seed)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # 即使 fp32 的矩阵乘也用 TF32 张量核
+        torch.backends.cudnn.allow_tf32 = True
+    model.to(device).train()
+    raw_model = model
+    optimizer = make_optimizer(raw_model, args.lr, args.weight_decay, device)
+    autocast, scaler = autocast_for(device)
+    if args.compile:
+        model = torch.compile(model)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    # 一个优化步用 batch_size × grad_accum × 进程数 条样本 (一个 "步 batch"), 再切成各进程的 micro-batch。
+    # 这样梯度累积、多进程与一次大 batch 看到的是同一批样本。每个 epoch 的顺序只由 (seed, epoch) 决定:
+    # 续训时按步数就能找回数据位置。不满一个步 batch 的零头丢弃 (多进程时每个进程都必须有活干)。
+    step_bs = args.batch_size * args.grad_accum * world
+    steps_per_epoch = len(train_set) // step_bs
+    if steps_per_epoch == 0:
+        raise SystemExit(f"错误: 训练数据只有 {len(train_set)} 条, 不够一个优化步 ({step_bs} 条)。调小 --batch_size 或 --grad_accum")
+    total_steps = args.max_steps or max(1, int(args.epochs * steps_per_epoch))
+
+    resume_path = side_path(args.out, ".resume.pt")
+    log_path, png_path = side_path(args.out, ".log.csv"), side_path(args.out, ".loss.png")
+    step, history = 0, []
+    if args.resume:
+        if not os.path.isfile(resume_path):
+            raise SystemExit(f"错误: 找不到续训状态 {resume_path}。去掉 --resume 从头训练, 或检查 --out")
+        state = load_checkpoint(resume_path, kinds=("resume",))
+        raw_model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        step, history = state["step"], state["history"]
+        if main:
+            print(f"从 {resume_path} 第 {step} 步继续")
+
+    def save_resume():
+        if main:
+            save_checkpoint(resume_path, {
+                "format": FORMAT, "kind": "resume", "step": step, "history": history,
+                "model_state": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler else None, "rng": torch.get_rng_state(),
+                "args": vars(args), "run_info": run_info or {}})
+
+    def micro_batches(step):
+        """第 step 个优化步里, 本进程的 micro-batch 列表。"""
+        epoch, k = divmod(step, steps_per_epoch)
+        order = [g for g in length_grouped_batches(train_set.lengths, step_bs, seed=args.seed + epoch) if len(g) == step_bs]
+        group = order[k]  # 组内按长度排过序, 切出的 micro-batch 长度接近, padding 少
+        micro = [group[j:j + args.batch_size] for j in range(0, step_bs, args.batch_size)]
+        return [collate_fn([train_set[i] for i in b]) for b in micro[rank::world]]
+
+    new_log = not (args.resume and os.path.exists(log_path))
+    log_file = open(log_path, "w" if new_log else "a", newline="") if main else None
+    log = csv.writer(log_file) if main else None
+    if main and new_log:
+        log.writerow(["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss"])
+    from tqdm import tqdm
+    bar = tqdm(total=total_steps, initial=step, disable=not main, dynamic_ncols=True, desc=os.path.basename(args.out))
+    eval_loss = None
+    try:
+        while step < total_steps:
+            t0 = time.time()
+            lr = lr_at(step, total_steps, args)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            batches = micro_batches(step)
+            # 整个优化步 (所有 micro-batch, 所有进程) 的被训练 token 总数, 用来做正确的平均
+            n_total = sum(n_targets(b["labels"]) for b in batches).to(device).float()
+            if world > 1:
+                dist.all_reduce(n_total)
+            n_total = n_total.clamp(min=1)
+            loss_sum, n_tokens = torch.zeros((), device=device), 0
+            for i, b in enumerate(batches):
+                input_ids = b["input_ids"].to(device, non_blocking=True)
+                labels = b["labels"].to(device, non_blocking=True)
+                n_tokens += input_ids.numel()
+                sync = world == 1 or i == len(batches) - 1  # DDP: 只在最后一个 micro-batch 同步梯度
+                with (nullcontext() if sync else model.no_sync()), autocast():
+                    _, loss = model(input_ids, labels)
+                    # 模型返回的是本 micro-batch 的平均; 乘回 token 数再除以全局总数。DDP 会对梯度取进程平均, 所以再乘 world
+                    weighted = loss * n_targets(labels) / n_total * world
+                (scaler.scale(weighted) if scaler else weighted).backward()
+                loss_sum += weighted.detach() / world
+            if world > 1:
+                dist.all_reduce(loss_sum)
+            train_loss = loss_sum.item()
+            if not math.isfinite(train_loss):
+                raise SystemExit(f"错误: 第 {step + 1} 步的 loss 是 {train_loss}, 训练停止。"
+                                 f"上次保存的 {resume_path if os.path.exists(resume_path) else '(尚无)'} 保持不变; 试试降低 --lr")
+            if scaler:
+                scaler.unscale_(optimizer)
+            if args.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), args.grad_clip)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+
+            tok_s = n_tokens * world / (time.time() - t0)
+            eval_loss = None
+            if step % args.eval_interval == 0 or step == total_steps:
+                eval_loss = evaluate_loss(raw_model, eval_set, collate_fn, args, device, autocast) if main else None
+            history.append([step, train_loss, eval_loss])
+            if main:
+                log.writerow([step, f"{step / steps_per_epoch:.3f}", f"{train_loss:.4f}", f"{lr:.2e}", f"{tok_s:.0f}",
+                              "" if eval_loss is None else f"{eval_loss:.4f}"])
+                bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.1e}", tok_s=f"{tok_s:.0f}",
+                                **({} if eval_loss is None else {"eval": f"{eval_loss:.3f}"}))
+                bar.update(1)
+            if step % args.save_interval == 0 and step < total_steps:
+                save_resume()
+    except KeyboardInterrupt:
+        bar.close()
+        save_resume()
+        if main:
+            print(f"\n已中断: 第 {step} 步的状态存到 {resume_path}, 加 --resume 可以接着训练")
+        raise SystemExit(130)
+    finally:
+        bar.close()
+        if log_file:
+            log_file.close()
+
+    if main:
+        plot_loss(history, png_path)
+        if os.path.exists(resume_path):
+            os.remove(resume_path)  # 训练已完成, 续训状态不再需要 (最终模型马上由调用者保存)
+    evals = [h[2] for h in history if h[2] is not None]
+    return {"steps": step, "train_loss": history[-1][1] if history else None,
+            "eval_loss": evals[-1] if evals else None, "log": log_path, "loss_png": png_path}
+
+
+def plot_loss(history, path):
+    """训练 loss 与验证 loss 曲线, 存在 checkpoint 旁边。"""
+    import matplotlib
+    matplotlib.use("Agg")  # 不需要屏幕
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([h[0] for h in history], [h[1] for h in history], label="train", lw=1)
+    ev = [(h[0], h[2]) for h in history if h[2] is not None]
+    if ev:
+        ax.plot(*zip(*ev), "o-", label="eval")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def is_main_process():
+    return not dist.is_initialized() or dist.get_rank() == 0
