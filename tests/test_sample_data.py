@@ -1,0 +1,248 @@
+"""样例世界 (sample_data.py) 的保证: 评测集真的是留出的, 答案键真的能判对错, 同一个种子逐字节可复现。
+
+评测的意义全靠这几条: 评测提问从没在训练里出现过; 评测里的算式 (两个操作数, 不论顺序) 在 SFT 数据和
+预训练文本里都没出现过; knowledge_unlock 问到的人只在预训练文本里出现。
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+import sample_data
+from sample_data import ATTRS, EVAL_COUNTS, create_sample, make_people
+
+CATEGORIES = {"identity", "arithmetic", "knowledge", "knowledge_unlock", "text_task", "multi_turn", "system_prompt"}
+# 测试自己的算式识别 (不复用 sample_data.ARITH_RE): "23加45"、"23 + 45"、"23 minus 5" 都算一对操作数
+OPERATION = re.compile(r"(\d+)\s*(?:加上|加|减去|减|\+|-|plus|minus)\s*(\d+)")
+
+
+def pairs_in(text):
+    return {frozenset((int(a), int(b))) for a, b in OPERATION.findall(text)}
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read().split("\n")[:-1]
+
+
+def prompts(conversation):
+    """每个 assistant 回合之前的全部消息 (模型在训练里就是看着这些学回答的)。"""
+    return [json.dumps(conversation[:i], ensure_ascii=False) for i, m in enumerate(conversation) if m["role"] == "assistant"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample")
+    info = create_sample(out_dir=str(out), seed=0)
+    f = info["files"]
+    return {"info": info, "dir": out, "train": read_jsonl(f["sft_train.jsonl"]), "eval": read_jsonl(f["sft_eval.jsonl"]),
+            "pretrain": read_lines(f["pretrain.txt"]), "pretrain_eval": read_lines(f["pretrain_eval.txt"]),
+            "people": make_people(0)}
+
+
+def test_files_and_counts(world):
+    info, train, evals = world["info"], world["train"], world["eval"]
+    assert set(info["files"]) == {"sft_train.jsonl", "sft_eval.jsonl", "pretrain.txt", "pretrain_eval.txt"}
+    assert all(os.path.isfile(p) for p in info["files"].values())
+    c = info["counts"]
+    assert c["sft_train.jsonl"] == len(train) and 3000 <= len(train) <= 5000
+    assert c["sft_eval.jsonl"] == len(evals) == sum(EVAL_COUNTS.values()) == 600
+    assert c["pretrain.txt"] == len(world["pretrain"]) and c["pretrain_eval.txt"] == len(world["pretrain_eval"])
+    assert c["eval_categories"] == EVAL_COUNTS and set(EVAL_COUNTS) == CATEGORIES
+    assert {r["category"] for r in evals} == CATEGORIES
+    assert {r["category"] for r in train} == CATEGORIES - {"knowledge_unlock"}
+    assert sum(c["train_categories"].values()) == len(train)
+    assert not [n for n in os.listdir(world["dir"]) if n.endswith(".tmp")]
+
+
+def check_conversation(conv):
+    assert isinstance(conv, list) and conv
+    assert all(set(m) == {"role", "content"} and isinstance(m["content"], str) and m["content"].strip() for m in conv)
+    roles = [m["role"] for m in conv]
+    if roles[0] == "system":
+        roles = roles[1:]
+    # 系统提示最多一条且在最前; 之后 user / assistant 严格交替, 最后一轮是 assistant
+    assert roles and len(roles) % 2 == 0 and roles == ["user", "assistant"] * (len(roles) // 2)
+    # 一个 token 至少一个字节, 所以 "字节数 + 每轮两个特殊 token" 是 token 数的上界: 远不到 max_length=256
+    assert sum(len(m["content"].encode("utf-8")) + 2 for m in conv) <= 256
+
+
+def test_record_schema(world):
+    for r in world["train"]:
+        assert set(r) == {"conversations", "category"}
+        check_conversation(r["conversations"])
+    for r in world["eval"]:
+        assert set(r) == {"conversations", "category", "answer"}
+        check_conversation(r["conversations"])
+        assert isinstance(r["answer"], str) and r["answer"].strip()
+        assert r["answer"] in r["conversations"][-1]["content"]
+        # 答案不在最后一句提问里: 复述问题拿不到分
+        assert r["answer"] not in r["conversations"][-2]["content"]
+
+
+def test_eval_prompts_never_seen_in_training(world):
+    train_prompts = {p for r in world["train"] for p in prompts(r["conversations"])}
+    train_convs = {json.dumps(r["conversations"], ensure_ascii=False) for r in world["train"]}
+    eval_prompts = [json.dumps(r["conversations"][:-1], ensure_ascii=False) for r in world["eval"]]
+    assert len(set(eval_prompts)) == len(eval_prompts)
+    assert not set(eval_prompts) & train_prompts
+    assert not {json.dumps(r["conversations"], ensure_ascii=False) for r in world["eval"]} & train_convs
+
+
+def test_arithmetic_eval_pairs_never_in_any_training_text(world):
+    seen = pairs_in("\n".join(world["pretrain"]))
+    seen |= pairs_in("\n".join(m["content"] for r in world["train"] for m in r["conversations"]))
+    for r in world["eval"]:
+        pairs = pairs_in("\n".join(m["content"] for m in r["conversations"]))
+        assert not pairs & seen, r
+        if r["category"] == "arithmetic":
+            (a, b), = OPERATION.findall(r["conversations"][-2]["content"])
+            assert min(int(a), int(b)) >= 10  # 评测的是两位数
+            # 参考回答算得对, 而且答案不等于哪个操作数 (否则复述题目也 "包含答案")
+            ref = r["conversations"][-1]["content"]
+            c = int(a) + int(b) if ("加" in ref or "plus" in ref) else int(a) - int(b)
+            assert r["answer"] == str(c) and r["answer"] not in (a, b)
+
+
+def test_numeric_answers_have_digit_boundaries(world):
+    # evaluate.py 按 "数字边界" 匹配数字答案: 参考回答里答案前后不能紧挨着别的数字
+    for r in world["eval"]:
+        key = r["answer"]
+        if key[-1].isdigit():
+            ref = r["conversations"][-1]["content"]
+            assert re.search(rf"(?<!\d){re.escape(key)}(?!\d)", ref), r
+
+
+def test_unlock_people_only_in_pretraining(world):
+    people = world["people"]
+    names = [p["name"] for p in people]
+    assert len(names) == len(set(names)) == sample_data.N_PEOPLE and all(len(n) == 3 for n in names)
+    unlock = [p for p in people if not p["seen"]]
+    seen = [p for p in people if p["seen"]]
+    assert len(unlock) == len(seen) == sample_data.N_PEOPLE // 2
+    train_text = json.dumps(world["train"], ensure_ascii=False)
+    assert not [p["name"] for p in unlock if p["name"] in train_text]
+    assert all(p["name"] in train_text for p in seen)
+    by_name = {p["name"]: p for p in people}
+    asks = {a: s["ask"] for a, s in ATTRS.items()}
+    for r in world["eval"]:
+        text = json.dumps(r["conversations"], ensure_ascii=False)
+        mentioned = [n for n in names if n in text]
+        if r["category"] == "knowledge_unlock":
+            (name,) = mentioned
+            person = by_name[name]
+            assert not person["seen"]
+            # 用训练里的问法问新的人, 答案就是这个人在预训练文本里的属性值
+            question = r["conversations"][-2]["content"].replace(name, "{n}")
+            attr = next(a for a in ATTRS if question in asks[a])
+            assert r["answer"] == person[attr]
+        elif r["category"] in ("knowledge", "multi_turn") and mentioned:
+            assert all(by_name[n]["seen"] for n in mentioned)
+
+
+def test_knowledge_eval_uses_heldout_phrasings(world):
+    any_name = re.compile("|".join(p["name"] for p in world["people"]))
+    train_questions = {any_name.sub("{n}", m["content"]) for r in world["train"] for m in r["conversations"]
+                       if m["role"] == "user"}
+    heldout = {t for s in ATTRS.values() for t in s["ask_heldout"]}
+    assert not heldout & train_questions
+    eval_questions = {any_name.sub("{n}", r["conversations"][-2]["content"]) for r in world["eval"]
+                      if r["category"] == "knowledge"}
+    assert eval_questions == heldout  # 评测只用留出的问法, 而且每种都用到了
+
+
+def test_multi_turn_needs_the_previous_turn(world):
+    names = [p["name"] for p in world["people"]]
+    for r in world["eval"]:
+        if r["category"] == "multi_turn":
+            turns = [m for m in r["conversations"] if m["role"] != "system"]
+            assert len(turns) == 4
+            last = turns[-2]["content"]
+            # 追问里既没有人名也没有完整算式: 不看上一轮就不知道问的是谁、在什么上加减
+            assert not any(n in last for n in names) and not OPERATION.search(last)
+
+
+def test_pretrain_mentions_every_person_in_full(world):
+    lines = world["pretrain"]
+    for p in world["people"]:
+        mine = [line for line in lines if p["name"] in line]
+        assert len(mine) >= sample_data.BIOS_PER_PERSON
+        for line in mine:
+            # 每句话都带全名, 每段小传都写全这个人的所有属性
+            assert all(p["name"] in s for s in line.split("。") if s)
+            assert all(p[a] in line for a in ATTRS)
+
+
+def test_pretrain_is_plain_prose(world):
+    lines, held = world["pretrain"], world["pretrain_eval"]
+    text = "\n".join(lines + held)
+    for banned in ["<|", "？", "?", sample_data.ASSISTANT, sample_data.TEAM, sample_data.ASSISTANT_EN, "好的，", "喵"]:
+        assert banned not in text  # 没有对话模板、没有问答, 也不提助手自己: 这些是 SFT 要教的
+    assert all(line.strip() == line and line for line in lines + held)
+    assert 50_000 <= sum(map(len, lines)) <= 2_000_000
+    # 留出的段落是新句子组合, 不是训练段落的拷贝
+    assert len(held) >= 100 and not set(held) & set(lines)
+    assert sum(line.isascii() for line in lines) > 0.05 * len(lines)
+
+
+def test_answer_keys_are_unambiguous():
+    values = [v for s in ATTRS.values() for v in s["values"]]
+    # 一个属性值不能是另一个的子串, 否则 "回复包含答案" 会把错答判对
+    assert not [(a, b) for a in values for b in values if a != b and a in b]
+    # 反义词表和词典都是一一对应: 每个词只出现一次, 问题才只有一个正确答案
+    for words in ([w for pair in sample_data.ANTONYMS for w in pair], *zip(*sample_data.WORDS)):
+        assert len(set(words)) == len(words)
+    en = [e for _, e in sample_data.WORDS]
+    assert not [(a, b) for a in en for b in en if a != b and a in b]
+    names = [p["name"] for p in make_people(0)]
+    assert not [n for n in names if any(v in n for v in values)]
+    persona = sample_data.PERSONA_NAMES
+    assert not [(a, b) for a in persona for b in persona if a != b and a in b]
+
+
+def test_repeat_key_rejects_wrong_counts(world):
+    for r in world["eval"]:
+        if r["answer"].startswith("："):
+            word_times = r["answer"][1:-1]
+            ref = r["conversations"][-1]["content"]
+            k = int(re.search(r"\d", ref).group())
+            word = word_times[: len(word_times) // k]
+            assert r["answer"] not in ref.replace(word_times, word_times + word)
+            assert r["answer"] not in ref.replace(word_times, word_times[len(word):])
+
+
+def test_language_mix(world):
+    def english(r):
+        reply = "".join(m["content"] for m in r["conversations"] if m["role"] == "assistant")
+        return sum(ch.isascii() for ch in reply) > 0.7 * len(reply)
+    share = sum(map(english, world["train"])) / len(world["train"])
+    assert 0.12 <= share <= 0.3
+
+
+def test_same_seed_same_bytes_even_with_other_hash_seed(world, tmp_path):
+    def read_all(d):
+        return {n: open(os.path.join(d, n), "rb").read() for n in world["info"]["files"]}
+    create_sample(out_dir=str(tmp_path / "again"), seed=0)
+    assert read_all(tmp_path / "again") == read_all(world["dir"])
+    # 另开一个进程、换一个字符串哈希种子: 生成过程不能依赖 set 的遍历顺序
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = f"import sample_data; sample_data.create_sample({str(tmp_path / 'proc')!r}, 0)"
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert read_all(tmp_path / "proc") == read_all(world["dir"])
+    create_sample(out_dir=str(tmp_path / "other"), seed=1)
+    assert read_all(tmp_path / "other")["sft_train.jsonl"] != read_all(world["dir"])["sft_train.jsonl"]
+
+
+def test_out_dir_that_is_a_file(tmp_path):
+    path = tmp_path / "not_a_dir"
+    path.write_text("x")
+    with pytest.raises(SystemExit, match="错误: 输出位置 .* 已存在但不是文件夹"):
+        create_sample(out_dir=str(path))
