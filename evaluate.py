@@ -1,0 +1,246 @@
+"""evaluate.py — 用数字说话: 让模型贪心回答评估集里的每个问题, 和参考答案比对打分。
+
+做什么:
+  - 对 data/sft_eval.jsonl 的每条记录, 把最后一条 assistant 回复之前的对话按 chat 模板拼好
+    (与训练、chat.py 同一个 data.render_chat), 以 <|assistant|> 结尾, 让模型贪心生成 (temperature=0);
+    回复里包含记录的 answer 就算对。贪心没有随机性, 同一个模型每次得分都一样。
+  - 报告: 每个类别和总体的准确率; 停止率 (回复以 <|endoftext|> 结束、没被 --max_new_tokens 截断的比例:
+    SFT 教会模型 "说完就停", 底座模型不会); 留出的预训练文本上的困惑度 (SFT 之后它涨了多少, 就是忘了多少);
+    以及几条回答样例。给几个 checkpoint 就并排成一张表; --json 把数字写给脚本和 README 用。
+  - checkpoint 可以是完整模型, 也可以是 LoRA 适配器 (它记得自己的底座), 一律经 checkpoint.load_model 加载。
+
+不做什么:
+  - 不请另一个大模型当裁判, 也不算 BLEU/ROUGE: 示例世界里每个问题都有一个确定的关键答案, "包含即对"
+    就够了, 而且谁都看得懂为什么对、为什么错。代价是把一串数字全说一遍的回复也可能蒙对, 所以要同时看样例。
+  - 不做批量生成: 一次答一题, 靠 KV cache 提速, 代码最简单。
+  - 不同分词器下的困惑度不能直接比较 (每个 token 的含义不同); 本课所有模型共用 data/tokenizer.json。
+
+用法:
+    python evaluate.py checkpoints/base_model.pt checkpoints/sft_model.pt     # 并排比较
+    python evaluate.py checkpoints/lora_adapter.pt --json runs/eval.json      # 适配器也能直接评估
+    python evaluate.py checkpoints/base_model.pt --lora checkpoints/lora_adapter.pt --limit 50
+"""
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+import unicodedata
+from collections import Counter
+from itertools import zip_longest
+
+import torch
+from tqdm import tqdm
+
+import data
+from checkpoint import load_model
+from model import pick_device
+
+PPL_PATH = os.path.join(data.DATA_DIR, "pretrain_eval.txt")
+DEFAULT_CHECKPOINTS = ["checkpoints/base_model.pt", "checkpoints/sft_model.pt", "checkpoints/lora_adapter.pt"]
+
+
+def score(reply, answer):
+    """回复里包含 answer 就算对。
+
+    两处细节: answer 首尾是数字时, 那一侧不能紧挨着别的数字 ("82" 不算 "182" 或 "820" 里的匹配,
+    否则随口报一串数字也能得分); 英文字母不分大小写 (re.ASCII 让 IGNORECASE 只作用于 ASCII 字母)。
+    """
+    answer = answer.strip()
+    if not answer:
+        return False
+    pattern = re.escape(answer)
+    if answer[0].isascii() and answer[0].isdigit():
+        pattern = r"(?<![0-9])" + pattern
+    if answer[-1].isascii() and answer[-1].isdigit():
+        pattern += r"(?![0-9])"
+    return re.search(pattern, reply, re.IGNORECASE | re.ASCII) is not None
+
+
+def load_eval_records(path, limit=None):
+    """读评估集 -> [{"conversations": [{role, content}, ...], "category": str, "answer": str}]。
+
+    坏记录 (格式不对、没有 answer) 按 file:line 报告后跳过, 和 data.py 对训练数据的处理一样。
+    """
+    records = []
+    for line, rec in data.read_records(path):  # 文件不存在时它给出 "先运行 python data.py --create_sample"
+        try:
+            if isinstance(rec, ValueError):
+                raise rec
+            messages = data.normalize_record(rec)
+            answer = rec.get("answer")
+            if not isinstance(answer, (str, int)) or isinstance(answer, bool) or not str(answer).strip():
+                raise ValueError("缺少 answer (正确回复必须包含的关键字符串)")
+        except ValueError as e:
+            print(f"{path}:{line}: {e} (已跳过)", file=sys.stderr)
+            continue
+        records.append({"conversations": messages, "category": str(rec.get("category", "default")), "answer": str(answer)})
+        if limit and len(records) >= limit:
+            break
+    if not records:
+        raise SystemExit(f"错误: {path} 里没有一条可用的评估记录。用 python data.py --create_sample 生成示例评估集")
+    return records
+
+
+def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, progress=True):
+    """逐条贪心回答并打分。
+
+    records: load_eval_records 的输出 (最后一条 assistant 消息是参考回复, 不会给模型看)。
+    返回 {"overall", "categories": {类别: 准确率}, "stop_rate", "n", "results": [每条的明细]}。
+    """
+    was_training, threads = model.training, torch.get_num_threads()
+    model.eval()  # 关掉 dropout: 评估必须是确定的
+    if all(p.device.type == "cpu" for p in model.parameters()):
+        # 逐 token 解码时每个矩阵乘只有一行 (1×256 乘 256×688), 多线程同步的开销比省下的计算还多;
+        # 在 2 核、还有别的进程在跑的机器上实测, 2 个线程比 1 个慢 5 倍以上。
+        torch.set_num_threads(1)
+    results = []
+    # inference_mode 不记录计算图, 比 no_grad 更省; 整个循环只进入一次, 每条记录的额外开销只剩拼 prompt 和解码
+    with torch.inference_mode():
+        for rec in tqdm(records, desc=desc, disable=not progress, leave=False):
+            messages = rec["conversations"]
+            history = messages[:-1] if messages[-1]["role"] == "assistant" else messages
+            prompt = data.render_chat(history, tokenizer, add_generation_prompt=True)[0]
+            ids = list(model.generate(prompt, max_new_tokens=max_new_tokens, temperature=0, eos_id=tokenizer.eot_id))
+            stopped = len(ids) > 0 and ids[-1] == tokenizer.eot_id  # 否则是被 token 上限截断的
+            reply = tokenizer.decode(ids[:-1] if stopped else ids)
+            question = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
+            results.append({"category": rec["category"], "question": question, "answer": rec["answer"],
+                            "reply": reply, "stopped": stopped, "correct": score(reply, rec["answer"])})
+    model.train(was_training)
+    torch.set_num_threads(threads)
+
+    by_cat = {}
+    for r in results:
+        by_cat.setdefault(r["category"], []).append(r["correct"])
+    n = len(results)
+    return {"overall": sum(r["correct"] for r in results) / n,
+            "categories": {c: sum(v) / len(v) for c, v in by_cat.items()},
+            "stop_rate": sum(r["stopped"] for r in results) / n,
+            "n": n, "results": results}
+
+
+def perplexity(model, tokenizer, path, max_blocks=50, batch_size=8):
+    """留出的预训练文本上的困惑度 = exp(按 token 加权的平均交叉熵)。
+
+    切块方式与 pretrain.py 训练时完全相同 (同一个 PretrainDataset), 只取前 max_blocks 块以节省时间。
+    直觉: 困惑度 ≈ 模型在每个位置平均 "犹豫" 于多少个候选 token; 随机初始化的模型约等于词表大小。
+    """
+    from pretrain import PretrainDataset
+    T = model.config.max_seq_len
+    blocks = PretrainDataset(path, tokenizer, T).blocks[:max_blocks]  # (N, T)
+    if len(blocks) == 0:
+        raise SystemExit(f"错误: {path} 太短, 切不出一个 {T} token 的块。换一份更长的文本, 或用 --ppl_blocks 0 跳过困惑度")
+    device = next(model.parameters()).device
+    total_loss, total_tokens = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(blocks), batch_size):
+            x = blocks[i:i + batch_size].to(device)  # (B, T)
+            _, loss = model(x, labels=x)  # 模型内部错一位: 每块有 T-1 个预测
+            k = x.size(0) * (x.size(1) - 1)
+            total_loss += loss.item() * k
+            total_tokens += k
+    model.train(was_training)
+    return math.exp(total_loss / total_tokens)
+
+
+def text_width(s):
+    """终端里的显示宽度: 汉字占两格, 用 len() 对齐中文表格会歪。"""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+
+
+def format_table(summaries):
+    """{checkpoint 名: evaluate_model 的结果 (+ pretrain_ppl)} -> 并排的一张表: 行是指标, 列是 checkpoint。"""
+    cols = list(summaries.values())
+    counts = Counter(r["category"] for r in cols[0]["results"])  # 所有模型答的是同一批题
+    rows = [("", list(summaries))]
+    rows += [(f"{c} (n={k})", [f"{s['categories'][c]:.1%}" for s in cols]) for c, k in counts.items()]
+    rows.append((f"总体 (n={cols[0]['n']})", [f"{s['overall']:.1%}" for s in cols]))
+    rows.append(("停止率", [f"{s['stop_rate']:.1%}" for s in cols]))
+    rows.append(("预训练困惑度", ["-" if s.get("pretrain_ppl") is None else f"{s['pretrain_ppl']:.2f}" for s in cols]))
+    w0 = max(text_width(label) for label, _ in rows)
+    widths = [max(text_width(cells[j]) for _, cells in rows) for j in range(len(cols))]
+    lines = []
+    for label, cells in rows:  # 第一列左对齐, 数字列右对齐
+        line = label + " " * (w0 - text_width(label))
+        line += "".join("  " + " " * (w - text_width(c)) + c for c, w in zip(cells, widths))
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def print_samples(results, n, max_new_tokens):
+    """打印 n 条样例; 各类别轮流取, 让几条样例覆盖不同的类别。"""
+    by_cat = {}
+    for r in results:
+        by_cat.setdefault(r["category"], []).append(r)
+    picked = [r for group in zip_longest(*by_cat.values()) for r in group if r is not None][:n]
+    for r in picked:
+        mark = "对" if r["correct"] else "错"
+        cut = "" if r["stopped"] else f" (没有停下, 在 {max_new_tokens} token 处截断)"
+        print(f"  [{r['category']}] 问: {r['question']}")
+        print(f"      期望包含: {r['answer']}  回答({mark}): {r['reply']!r}{cut}")
+
+
+def main():
+    p = argparse.ArgumentParser(description="评估模型: 评估集准确率 (分类别)、停止率、预训练文本困惑度, 多个 checkpoint 并排比较")
+    p.add_argument("checkpoints", nargs="*", help="完整模型或 LoRA 适配器的路径, 可以给多个 (默认: checkpoints/ 下已有的 base_model.pt、sft_model.pt、lora_adapter.pt)")
+    p.add_argument("--lora", help="把这个 LoRA 适配器套在 (唯一的) checkpoint 上再评估; 结果里的名字是 \"底座+适配器\"")
+    # 数据
+    p.add_argument("--data_path", default=data.EVAL_PATH, help="评估集 .jsonl: 每条含 conversations (最后一条 assistant 是参考回复)、category、answer")
+    p.add_argument("--limit", type=int, help="只评估前 N 条 (快速试跑)")
+    p.add_argument("--ppl_path", default=PPL_PATH, help="算困惑度用的留出预训练文本, 一行一段")
+    p.add_argument("--ppl_blocks", type=int, default=50, help="困惑度最多用多少个 max_seq_len 长的块 (0 表示不算)")
+    # 生成与输出
+    p.add_argument("--max_new_tokens", type=int, default=64, help="每个回答最多生成多少 token; 到了还没说完就算 \"没有停下\"")
+    p.add_argument("--device", default="auto", help="auto (依次尝试 cuda、mps、cpu) / cuda / mps / cpu")
+    p.add_argument("--samples", type=int, default=3, help="每个模型打印几条回答样例")
+    p.add_argument("--json", help="把结果写成 JSON 文件 (准确率是 0~1 的小数)")
+    args = p.parse_args()
+
+    for flag in ("limit", "max_new_tokens"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise SystemExit(f"错误: --{flag} 必须是正整数, 收到 {getattr(args, flag)}")
+    if args.samples < 0 or args.ppl_blocks < 0:
+        raise SystemExit("错误: --samples 和 --ppl_blocks 不能是负数")
+    paths = args.checkpoints or [c for c in DEFAULT_CHECKPOINTS if os.path.exists(c)]
+    if not paths:
+        raise SystemExit("错误: 没有给出 checkpoint, checkpoints/ 下也没有。先运行 python pretrain.py 和 python train_sft.py")
+    if args.lora and len(paths) != 1:
+        raise SystemExit(f"错误: --lora 只能配一个底座 checkpoint, 收到 {len(paths)} 个。要比较多个适配器, 直接把适配器路径列出来")
+
+    # 先检查数据、加载全部模型: 任何一个出错立刻报告, 而不是评估了十分钟后才发现第三个文件是坏的
+    records = load_eval_records(args.data_path, args.limit)
+    if args.ppl_blocks and not os.path.exists(args.ppl_path):
+        raise SystemExit(f"错误: 找不到 {args.ppl_path}。先运行 python data.py --create_sample, 或用 --ppl_blocks 0 跳过困惑度")
+    device = pick_device(args.device)
+    models = {}
+    for path in paths:
+        name = f"{path}+{args.lora}" if args.lora else path
+        models[name] = load_model(path, device, lora=args.lora)[:2]
+    print(f"评估集 {args.data_path}: {len(records)} 条; 设备 {device}; 贪心生成, 每条最多 {args.max_new_tokens} token")
+
+    summaries = {}
+    for name, (model, tokenizer) in models.items():
+        t0 = time.time()
+        s = evaluate_model(model, tokenizer, records, args.max_new_tokens, desc=name)
+        s["pretrain_ppl"] = perplexity(model, tokenizer, args.ppl_path, args.ppl_blocks) if args.ppl_blocks else None
+        summaries[name] = s
+        print(f"\n{name}: 准确率 {s['overall']:.1%}, 停止率 {s['stop_rate']:.1%} ({time.time() - t0:.1f}s)")
+        print_samples(s["results"], args.samples, args.max_new_tokens)
+
+    print("\n" + format_table(summaries))
+    if args.json:
+        out = {name: {"overall": s["overall"], "categories": s["categories"], "stop_rate": s["stop_rate"],
+                      "pretrain_ppl": s["pretrain_ppl"], "n": s["n"]} for name, s in summaries.items()}
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(out, f, ensure_ascii=False, indent=2)
+        print(f"结果已写入 {args.json}")
+
+
+if __name__ == "__main__":
+    main()

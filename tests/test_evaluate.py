@@ -1,0 +1,209 @@
+"""evaluate.py 的测试: 打分规则、用假模型验证准确率和停止率、困惑度、命令行端到端与报错路径。
+
+假模型 (有 generate 方法的 nn.Module) 让我们知道 "正确答案" 是什么: 一个总答对的模型必须得 100%,
+一个从不说 <|endoftext|> 的模型停止率必须是 0。真模型只用随机初始化的 tiny 模型跑通流程, 不看分数。
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import data
+from checkpoint import FORMAT, save_checkpoint, save_model
+import evaluate
+from evaluate import evaluate_model, load_eval_records, perplexity, score
+from lora import apply_lora, base_fingerprint, lora_state_dict
+from model import GPT, get_config
+from tokenizer import Tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEOPLE = {"小明": ("北京", 23), "小红": ("上海", 31), "Lucy": ("Paris", 182), "阿花": ("杭州", 8)}
+
+
+def make_records():
+    """两个类别: 算术 (单轮) 和人物知识 (两轮, 第一轮是已给出的历史)。"""
+    recs = []
+    for a, b in [(12, 70), (45, 37), (8, 9)]:
+        recs.append({"conversations": [{"role": "user", "content": f"{a}加{b}等于多少？"},
+                                       {"role": "assistant", "content": f"{a}加{b}等于{a + b}。"}],
+                     "category": "arithmetic", "answer": str(a + b)})
+    for name, (city, age) in PEOPLE.items():
+        recs.append({"conversations": [{"role": "system", "content": "你是一个助手。"},
+                                       {"role": "user", "content": f"{name}住在哪里？"},
+                                       {"role": "assistant", "content": f"{name}住在{city}。"},
+                                       {"role": "user", "content": f"{name}几岁？"},
+                                       {"role": "assistant", "content": f"{name}今年{age}岁。"}],
+                     "category": "knowledge", "answer": str(age)})
+    return recs
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """分词器、两个随机 tiny 模型、一个 B=0 的 LoRA 适配器、评估集和预训练留出文本, 都在临时目录里。"""
+    root = tmp_path_factory.mktemp("eval")
+    recs = make_records()
+    prose = [f"{n}住在{c}, 今年{a}岁, 喜欢苹果和 bananas。" for n, (c, a) in PEOPLE.items()] * 8
+    tok = Tokenizer.train("\n".join(prose) + json.dumps(recs, ensure_ascii=False), 300)
+    (root / "pretrain_eval.txt").write_text("\n".join(prose), encoding="utf-8")
+    with open(root / "sft_eval.jsonl", "w", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        save_model(str(root / f"m{seed}.pt"), GPT(get_config("tiny", vocab_size=tok.vocab_size)), tok)
+    # 刚初始化的适配器 (B = 0) 与底座完全等价: 评估结果必须和 m0 一字不差
+    torch.manual_seed(0)
+    base = GPT(get_config("tiny", vocab_size=tok.vocab_size))
+    fingerprint = base_fingerprint(base)
+    wrapped = apply_lora(base, "q_proj,v_proj", r=2, alpha=4, dropout=0.0)
+    save_checkpoint(str(root / "adapter.pt"), {
+        "format": FORMAT, "kind": "lora_adapter", "lora_state": lora_state_dict(base),
+        "lora_config": {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": wrapped},
+        "base": {"path": str(root / "m0.pt"), "fingerprint": fingerprint}, "args": {}, "metrics": {}})
+    return root, tok, recs
+
+
+class ScriptedModel(torch.nn.Module):
+    """假模型: 按 prompt 里的问题查表作答。stop=False 时从不说 <|endoftext|>, 一直说到 token 上限。"""
+
+    def __init__(self, tok, answers, stop=True):
+        super().__init__()
+        self.tok, self.answers, self.stop = tok, answers, stop
+        self.prompts = []
+
+    def generate(self, input_ids, max_new_tokens, temperature, eos_id, **kwargs):
+        assert temperature == 0 and eos_id == self.tok.eot_id
+        self.prompts.append(list(input_ids))
+        last_question = self.tok.decode(input_ids).split("<|user|>")[-1]
+        reply = next((a for q, a in self.answers.items() if q in last_question), "不知道")
+        ids = self.tok.encode(reply)
+        if self.stop:
+            yield from (ids + [eos_id])[:max_new_tokens]
+        else:
+            yield from (ids * max_new_tokens)[:max_new_tokens]
+
+
+def oracle_answers(recs):
+    return {r["conversations"][-2]["content"]: r["conversations"][-1]["content"] for r in recs}
+
+
+def test_score_digit_boundaries_and_case():
+    assert score("12加70等于82。", "82")
+    assert score("82", "82") and score("答案: 82岁", "82") and score("x82y", "82")
+    assert not score("等于182。", "82")  # 前面紧挨着数字
+    assert not score("等于820。", "82")  # 后面紧挨着数字
+    assert not score("13.5", "3.5") and score("约 3.5 米", "3.5")
+    assert score("她住在 PARIS。", "Paris") and score("paris", "Paris")
+    assert score("住在北京", "北京") and not score("住在南京", "北京")
+    assert score("a+b(c)", "a+b(c)")  # answer 里的正则符号按字面匹配
+    assert not score("任何回复", "") and not score("", "82")
+
+
+def test_reference_replies_score_full_marks(tmp_path):
+    """打分规则不能比数据更严: 示例评估集里每条参考回复都必须被判为对, 否则满分根本不可能。"""
+    sample_data = pytest.importorskip("sample_data")
+    info = sample_data.create_sample(out_dir=str(tmp_path), seed=0)
+    records = load_eval_records(info["files"]["sft_eval.jsonl"])
+    assert {"arithmetic", "knowledge_unlock"} <= {r["category"] for r in records}
+    assert all(score(r["conversations"][-1]["content"], r["answer"]) for r in records)
+
+
+def test_oracle_model_scores_one(world):
+    """总是答对的模型: 准确率 100%, 停止率 100%; 喂给模型的 prompt 不含参考回复。"""
+    _, tok, recs = world
+    model = ScriptedModel(tok, oracle_answers(recs))
+    res = evaluate_model(model, tok, recs, max_new_tokens=32, progress=False)
+    assert res["overall"] == 1.0 and res["stop_rate"] == 1.0 and res["n"] == len(recs)
+    assert res["categories"] == {"arithmetic": 1.0, "knowledge": 1.0}
+    for rec, prompt in zip(recs, model.prompts):
+        history = rec["conversations"][:-1]
+        assert prompt == data.render_chat(history, tok, add_generation_prompt=True)[0]
+        assert rec["conversations"][-1]["content"] not in tok.decode(prompt)
+
+
+def test_stop_rate_and_per_category(world):
+    """从不停下的模型停止率为 0; 只会算术的模型只在算术上得分。"""
+    _, tok, recs = world
+    never_stops = ScriptedModel(tok, oracle_answers(recs), stop=False)
+    res = evaluate_model(never_stops, tok, recs, max_new_tokens=5, progress=False)
+    assert res["stop_rate"] == 0.0
+    for rec, r in zip(recs, res["results"]):  # 截断的回复原样保留 (没有结束符可去掉)
+        assert r["reply"] == tok.decode((tok.encode(rec["conversations"][-1]["content"]) * 5)[:5])
+    arithmetic_only = {q: a for q, a in oracle_answers(recs).items() if "加" in q}
+    res = evaluate_model(ScriptedModel(tok, arithmetic_only), tok, recs, max_new_tokens=32, progress=False)
+    assert res["categories"] == {"arithmetic": 1.0, "knowledge": 0.0}
+    assert res["overall"] == pytest.approx(3 / 7) and res["stop_rate"] == 1.0
+
+
+def test_random_model_perplexity_is_about_vocab_size(world):
+    """刚初始化的模型对下一个 token 几乎一无所知: 困惑度应当接近词表大小。"""
+    root, tok, _ = world
+    torch.manual_seed(0)
+    model = GPT(get_config("tiny", vocab_size=tok.vocab_size))
+    ppl = perplexity(model, tok, str(root / "pretrain_eval.txt"), max_blocks=4)
+    assert abs(ppl - tok.vocab_size) / tok.vocab_size < 0.1
+
+
+def test_load_eval_records_skips_bad(tmp_path, capsys):
+    path = tmp_path / "e.jsonl"
+    good = make_records()[0]
+    path.write_text("\n".join([json.dumps(good), "{坏的 json", json.dumps({**good, "answer": ""}), json.dumps(good)]),
+                    encoding="utf-8")
+    assert len(load_eval_records(str(path))) == 2 and len(load_eval_records(str(path), limit=1)) == 1
+    assert f"{path}:2:" in capsys.readouterr().err
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--device", "cpu", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_two_checkpoints_and_adapter(world):
+    root, _, _ = world
+    out = root / "out.json"
+    r = run_cli(str(root / "m0.pt"), str(root / "m1.pt"), str(root / "adapter.pt"),
+                "--data_path", str(root / "sft_eval.jsonl"), "--ppl_path", str(root / "pretrain_eval.txt"),
+                "--limit", "5", "--max_new_tokens", "8", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert list(res) == [str(root / "m0.pt"), str(root / "m1.pt"), str(root / "adapter.pt")]
+    for m in res.values():
+        assert set(m) == {"overall", "categories", "stop_rate", "pretrain_ppl", "n"}
+        assert m["n"] == 5 and set(m["categories"]) == {"arithmetic", "knowledge"}
+        assert 0 <= m["overall"] <= 1 and 0 <= m["stop_rate"] <= 1 and m["pretrain_ppl"] > 1
+    assert res[str(root / "adapter.pt")] == res[str(root / "m0.pt")]  # B = 0 的适配器等于底座
+    table = r.stdout[r.stdout.index("总体"):]
+    assert "停止率" in table and "预训练困惑度" in table
+
+
+def test_lora_flag_equals_adapter_path(world, monkeypatch, capsys):
+    """--lora 把适配器套在给定的底座上, 与直接评估适配器文件 (它自己找底座) 结果相同。"""
+    root, _, _ = world
+    common = ["--data_path", str(root / "sft_eval.jsonl"), "--ppl_path", str(root / "pretrain_eval.txt"),
+              "--limit", "3", "--max_new_tokens", "4", "--ppl_blocks", "1", "--device", "cpu"]
+    results = []
+    for ckpt in ([str(root / "m0.pt"), "--lora", str(root / "adapter.pt")], [str(root / "adapter.pt")]):
+        out = root / "lora.json"
+        monkeypatch.setattr(sys, "argv", ["evaluate.py", *ckpt, *common, "--json", str(out)])
+        evaluate.main()
+        results.append(json.loads(out.read_text(encoding="utf-8")))
+    assert list(results[0]) == [f"{root / 'm0.pt'}+{root / 'adapter.pt'}"]
+    assert list(results[0].values()) == list(results[1].values())
+    assert "总体 (n=3)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["missing_checkpoint", "not_a_checkpoint", "missing_data"])
+def test_cli_errors_are_one_line(world, case):
+    root, _, _ = world
+    (root / "notes.txt").write_text("这不是模型", encoding="utf-8")
+    ckpt = {"missing_checkpoint": "nope.pt", "not_a_checkpoint": "notes.txt"}.get(case, "m0.pt")
+    eval_path = "missing.jsonl" if case == "missing_data" else "sft_eval.jsonl"
+    r = run_cli(str(root / ckpt), "--data_path", str(root / eval_path), "--ppl_blocks", "0")
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("错误") and "Traceback" not in r.stderr
+    if case == "missing_data":
+        assert "python data.py --create_sample" in lines[0]
