@@ -65,6 +65,18 @@ def save_model(path, model, tokenizer, args=None, metrics=None, state=None):
     })
 
 
+def save_adapter(path, model, lora_config, base_path, fingerprint, args=None, metrics=None):
+    """保存 LoRA 适配器: 只有 lora_A/lora_B、LoRA 配置, 以及底座的路径和指纹 (加载时据此找底座、核对底座)。"""
+    from lora import lora_state_dict
+    save_checkpoint(path, {
+        "format": FORMAT, "kind": "lora_adapter",
+        "lora_state": lora_state_dict(model),
+        "lora_config": dict(lora_config),  # {"r", "alpha", "dropout", "target_modules"}
+        "base": {"path": base_path, "fingerprint": fingerprint},
+        "args": dict(args or {}), "metrics": dict(metrics or {}),
+    })
+
+
 def build_model(ckpt, device="cpu"):
     """由模型 checkpoint (dict) 重建 (model, tokenizer)。"""
     from model import GPT, GPTConfig
@@ -97,7 +109,10 @@ def load_model(path, device="cpu", lora=None):
         if adapter:
             raise SystemExit(f"错误: {adapter_path} 已经是适配器, 不能再用 --lora 叠加另一个")
         adapter, adapter_path = load_checkpoint(lora, kinds=("lora_adapter",)), lora
-    model, tokenizer = build_model(ckpt, device)
+    try:
+        model, tokenizer = build_model(ckpt, device)
+    except (TypeError, KeyError, RuntimeError) as e:
+        raise SystemExit(f"错误: {path} 的模型配置与权重对不上 ({type(e).__name__})。请重新训练或重新保存")
     if adapter:
         apply_adapter(model, adapter, adapter_path, path)
     model.eval()

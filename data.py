@@ -343,7 +343,7 @@ def main():
     p.add_argument("--strict", action="store_true", help="遇到坏记录立即报错退出, 而不是跳过")
     p.add_argument("--out_dir", default=DATA_DIR, help="--create_sample 的输出目录")
     p.add_argument("--seed", type=int, default=0, help="--create_sample 的随机种子 (同一种子生成同样的数据)")
-    p.add_argument("--vocab_size", type=int, default=4096, help="--create_sample 训练的分词器词表大小")
+    p.add_argument("--vocab_size", type=int, default=1536, help="--create_sample 训练的分词器词表大小")
     args = p.parse_args()
 
     if not (args.create_sample or args.show or args.check):

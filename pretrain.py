@@ -65,7 +65,7 @@ def main():
     # 1. 数据: 没有就先生成示例数据
     if not os.path.exists(args.data_path) and args.data_path == os.path.join(data.DATA_DIR, "pretrain.txt"):
         print(f"没有找到 {args.data_path}, 先生成示例数据 (python data.py --create_sample)")
-        data.create_sample(data.DATA_DIR, seed=0, vocab_size=4096)
+        data.create_sample(data.DATA_DIR, seed=0, vocab_size=1536)
     if not os.path.exists(args.data_path):
         raise SystemExit(f"错误: 找不到预训练文本 {args.data_path}。检查 --data_path")
     tokenizer = data.load_tokenizer(args.tokenizer)

@@ -14,8 +14,8 @@
 import argparse
 
 import data
-from checkpoint import FORMAT, save_checkpoint, save_model
-from lora import apply_lora, base_fingerprint, count_parameters, lora_param_arithmetic, lora_state_dict, merged_state_dict
+from checkpoint import save_adapter, save_model
+from lora import apply_lora, base_fingerprint, count_parameters, lora_param_arithmetic, merged_state_dict
 from train_sft import add_sft_args, load_sft_data, load_start
 from trainer import add_train_args, is_main_process, side_path, train
 
@@ -56,14 +56,8 @@ def main():
     # 4. 保存: 只存适配器; 可选另存合并后的完整模型
     if not is_main_process():
         return
-    save_checkpoint(args.out, {
-        "format": FORMAT, "kind": "lora_adapter",
-        "lora_state": lora_state_dict(model),
-        "lora_config": {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout,
-                        "target_modules": wrapped},
-        "base": {"path": args.init, "fingerprint": fingerprint},
-        "args": vars(args), "metrics": metrics,
-    })
+    lora_config = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout, "target_modules": wrapped}
+    save_adapter(args.out, model, lora_config, args.init, fingerprint, vars(args), metrics)
     print(f"LoRA 适配器已保存到 {args.out}。试试: python chat.py --checkpoint {args.out}")
     if args.merge:
         merged_path = side_path(args.out, "_merged.pt").replace("_adapter_merged", "_merged")

@@ -112,7 +112,8 @@ def evaluate_loss(model, dataset, collate_fn, args, device, autocast):
     if dataset is None or len(dataset) == 0:
         return None
     model.eval()
-    batches = length_grouped_batches(dataset.lengths, args.batch_size, shuffle=False)[:args.eval_batches]
+    batches = length_grouped_batches(dataset.lengths, args.batch_size, shuffle=False)
+    batches = batches[::max(1, len(batches) // args.eval_batches)][:args.eval_batches]  # 均匀取样, 长短都有
     total, count = 0.0, 0
     for b in batches:
         batch = collate_fn([dataset[i] for i in b])
@@ -186,6 +187,8 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         micro = [group[j:j + args.batch_size] for j in range(0, step_bs, args.batch_size)]
         return [collate_fn([train_set[i] for i in b]) for b in micro[rank::world]]
 
+    if main:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     new_log = not (args.resume and os.path.exists(log_path))
     log_file = open(log_path, "w" if new_log else "a", newline="") if main else None
     log = csv.writer(log_file) if main else None

@@ -18,8 +18,8 @@ import torch
 
 import chat
 import data
-from checkpoint import FORMAT, load_model, save_checkpoint, save_model
-from lora import apply_lora, base_fingerprint, lora_state_dict
+from checkpoint import load_model, save_adapter, save_model
+from lora import apply_lora, base_fingerprint
 from model import GPT, get_config
 from tokenizer import Tokenizer
 
@@ -42,7 +42,7 @@ CONVERSATIONS = [[U(f"我叫{n}"), A(f"你好, {n}！"), U("我叫什么？"), A
 ]
 
 
-def save_adapter(path, base_path, base_model, seed):
+def make_adapter(path, base_path, base_model, seed):
     """造一个 "训练过" 的适配器: B 取随机值 (足以改变回答), 按 train_lora.py 的格式保存。"""
     model, _, _ = load_model(base_path)
     names = apply_lora(model, "q_proj,v_proj", r=4, alpha=8, dropout=0.0)
@@ -51,11 +51,8 @@ def save_adapter(path, base_path, base_model, seed):
         for n, p in model.named_parameters():
             if ".lora_B" in n:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    save_checkpoint(path, {
-        "format": FORMAT, "kind": "lora_adapter", "lora_state": lora_state_dict(model),
-        "lora_config": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": names},
-        "base": {"path": base_path, "fingerprint": base_fingerprint(base_model)}, "args": {}, "metrics": {},
-    })
+    save_adapter(path, model, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": names}, base_path,
+                 base_fingerprint(base_model))
 
 
 @pytest.fixture(scope="session")
@@ -77,10 +74,10 @@ def files(tmp_path_factory):
     assert loss.item() < 0.05
     paths = {k: str(d / f"{k}.pt") for k in ("sft", "a", "b", "wrong_base", "truncated", "not_ckpt")}
     save_model(paths["sft"], model.eval(), tok, {}, {})
-    save_adapter(paths["a"], paths["sft"], model, seed=1)
-    save_adapter(paths["b"], paths["sft"], model, seed=2)
+    make_adapter(paths["a"], paths["sft"], model, seed=1)
+    make_adapter(paths["b"], paths["sft"], model, seed=2)
     torch.manual_seed(123)  # 另一个底座: 同样的配置, 不同的权重
-    save_adapter(paths["wrong_base"], paths["sft"], GPT(model.config), seed=1)
+    make_adapter(paths["wrong_base"], paths["sft"], GPT(model.config), seed=1)
     with open(paths["sft"], "rb") as f:
         blob = f.read()
     with open(paths["truncated"], "wb") as f:

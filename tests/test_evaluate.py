@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import data
-from checkpoint import FORMAT, save_checkpoint, save_model
+from checkpoint import save_adapter, save_model
 import evaluate
 from evaluate import evaluate_model, load_eval_records, perplexity, score
-from lora import apply_lora, base_fingerprint, lora_state_dict
+from lora import apply_lora, base_fingerprint
 from model import GPT, get_config
 from tokenizer import Tokenizer
 
@@ -59,10 +59,8 @@ def world(tmp_path_factory):
     base = GPT(get_config("tiny", vocab_size=tok.vocab_size))
     fingerprint = base_fingerprint(base)
     wrapped = apply_lora(base, "q_proj,v_proj", r=2, alpha=4, dropout=0.0)
-    save_checkpoint(str(root / "adapter.pt"), {
-        "format": FORMAT, "kind": "lora_adapter", "lora_state": lora_state_dict(base),
-        "lora_config": {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": wrapped},
-        "base": {"path": str(root / "m0.pt"), "fingerprint": fingerprint}, "args": {}, "metrics": {}})
+    save_adapter(str(root / "adapter.pt"), base, {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": wrapped},
+                 str(root / "m0.pt"), fingerprint)
     return root, tok, recs
 
 
