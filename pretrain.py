@@ -58,7 +58,7 @@ def main():
     g.add_argument("--preset", default="default", help="模型大小: tiny / default / gpu (见 python model.py)")
     g.add_argument("--n_layer", type=int, help="覆盖预设的层数")
     g.add_argument("--n_embd", type=int, help="覆盖预设的隐藏维度")
-    add_train_args(p, epochs=4, lr=1e-3, batch_size=16, warmup_steps=30, eval_interval=100,
+    add_train_args(p, epochs=25, lr=1e-3, batch_size=16, warmup_steps=30, eval_interval=50,
                    out="checkpoints/base_model.pt")
     args = p.parse_args()
 

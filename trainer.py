@@ -16,6 +16,7 @@ loss 的归一化: 一个优化步里所有 micro-batch (以及所有进程) 的
 import csv
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 
@@ -239,11 +240,12 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
             optimizer.zero_grad(set_to_none=True)
             step += 1
 
-            tok_s = n_tokens * world / (time.time() - t0)
+            step_s = time.time() - t0
+            tok_s = n_tokens * world / step_s
             eval_loss = None
             if step % args.eval_interval == 0 or step == total_steps:
                 eval_loss = evaluate_loss(raw_model, eval_set, collate_fn, args, device, autocast) if main else None
-            history.append([step, train_loss, eval_loss])
+            history.append([step, train_loss, eval_loss, step_s])
             if main:
                 log.writerow([step, f"{step / steps_per_epoch:.3f}", f"{train_loss:.4f}", f"{lr:.2e}", f"{tok_s:.0f}",
                               "" if eval_loss is None else f"{eval_loss:.4f}"])
@@ -268,8 +270,23 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         if os.path.exists(resume_path):
             os.remove(resume_path)  # 训练已完成, 续训状态不再需要 (最终模型马上由调用者保存)
     evals = [h[2] for h in history if h[2] is not None]
+    times = sorted(h[3] for h in history[-100:]) or [0.0]
     return {"steps": step, "train_loss": history[-1][1] if history else None,
-            "eval_loss": evals[-1] if evals else None, "log": log_path, "loss_png": png_path}
+            "eval_loss": evals[-1] if evals else None, "log": log_path, "loss_png": png_path,
+            # 给 experiments.py 的对比表: 可训练参数、AdamW 状态实际占的字节、峰值内存、每步时间 (最近 100 步的中位数)
+            "trainable_params": sum(p.numel() for p in raw_model.parameters() if p.requires_grad),
+            "optimizer_state_bytes": sum(t.numel() * t.element_size() for st in optimizer.state.values()
+                                         for t in st.values() if torch.is_tensor(t) and t.dim() > 0),
+            "peak_mem_mb": peak_memory_mb(device), "step_s": times[len(times) // 2]}
+
+
+def peak_memory_mb(device):
+    """训练期间的峰值内存: CUDA 上是显存 (max_memory_allocated), 其他设备是进程的 RSS 最高水位。"""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # macOS 上单位是字节, Linux 上是 KB
 
 
 def plot_loss(history, path):

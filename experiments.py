@@ -1,0 +1,134 @@
+"""experiments.py — 重现 README 里的对比实验, 每张表一条命令。
+
+所有实验用同一份数据 (data/)、同一个底座 (checkpoints/base_model.pt), 训练产物放在 runs/ 下,
+不会碰 checkpoints/ 里课程主线的模型。每个训练都是调用课程自己的脚本 (子进程), 没有另写一套训练代码;
+评估调用 evaluate.py。表格以 Markdown 打印, 同时写进 runs/<实验>.json。
+
+    python experiments.py lora       # 全参数 SFT vs LoRA (q_proj,v_proj) vs LoRA (all-linear)
+    python experiments.py rank       # LoRA 的秩 r ∈ {1, 2, 4, 8, 16, 64}: 准确率 vs 可训练参数
+    python experiments.py lr         # 学习率与遗忘: 全参数 vs LoRA 在几个学习率下的 knowledge_unlock 与预训练困惑度
+    python experiments.py ablation   # SFT 从零开始 (--init scratch) 与不做掩码 (--no_mask)
+    python experiments.py all        # 以上全部
+
+已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from checkpoint import load_checkpoint
+
+RUNS = "runs"
+BASE = "checkpoints/base_model.pt"
+
+
+def train(name, script, *flags, fresh=False):
+    """用课程脚本训练一个模型到 runs/<name>.pt, 返回它的指标 (trainer.train 记录在 checkpoint 里)。"""
+    out = os.path.join(RUNS, name + ".pt")
+    if fresh or not os.path.exists(out):
+        print(f"== 训练 {name}: python {script} {' '.join(flags)}", flush=True)
+        with open(os.path.join(RUNS, name + ".out"), "w") as log:
+            r = subprocess.run([sys.executable, script, *flags, "--out", out], stdout=log, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            raise SystemExit(f"错误: {script} 训练 {name} 失败 (退出码 {r.returncode}), 详见 {RUNS}/{name}.out")
+    ckpt = load_checkpoint(out)
+    return {**ckpt["metrics"], "path": out, "file_mb": os.path.getsize(out) / 2**20}
+
+
+def evaluate(paths, name):
+    """evaluate.py 评估一组模型, 返回 {路径: 结果}。"""
+    out = os.path.join(RUNS, f"eval_{name}.json")
+    print(f"== 评估: python evaluate.py {' '.join(paths)}", flush=True)
+    r = subprocess.run([sys.executable, "evaluate.py", *paths, "--samples", "0", "--json", out],
+                       stdout=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise SystemExit(f"错误: evaluate.py 失败 (退出码 {r.returncode})")
+    with open(out) as f:
+        return json.load(f)
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def pct(x):
+    return f"{100 * x:.1f}%"
+
+
+def exp_lora(fresh):
+    runs = {
+        "全参数 SFT": train("sft_full", "train_sft.py", fresh=fresh),
+        "LoRA r=8 q_proj,v_proj": train("lora_qv_r8", "train_lora.py", "--lora_r", "8", fresh=fresh),
+        "LoRA r=8 all-linear": train("lora_all_r8", "train_lora.py", "--lora_r", "8", "--target_modules", "all-linear", fresh=fresh),
+    }
+    ev = evaluate([m["path"] for m in runs.values()], "lora")
+    full = runs["全参数 SFT"]
+    rows = []
+    for name, m in runs.items():
+        e = ev[m["path"]]
+        rows.append([name, f"{m['trainable_params']:,}", f"{m['optimizer_state_bytes'] / 2**20:.2f} MB",
+                     f"{m['peak_mem_mb']:.0f} MB ({m['peak_mem_mb'] / full['peak_mem_mb']:.2f}×)",
+                     f"{1000 * m['step_s']:.0f} ms", f"{m['file_mb']:.3f} MB ({100 * m['file_mb'] / full['file_mb']:.1f}%)",
+                     pct(e["overall"]), pct(e["categories"].get("knowledge_unlock", 0))])
+    return table(["方法", "可训练参数", "优化器状态", "峰值内存 (相对全参数)", "每步时间", "checkpoint 大小", "评估准确率", "knowledge_unlock"], rows), {"runs": runs, "eval": ev}
+
+
+def exp_rank(fresh):
+    runs = {r: train(f"lora_qv_r{r}", "train_lora.py", "--lora_r", str(r), fresh=fresh) for r in (1, 2, 4, 8, 16, 64)}
+    ev = evaluate([m["path"] for m in runs.values()], "rank")
+    rows = [[r, f"{m['trainable_params']:,}", pct(ev[m["path"]]["overall"]),
+             pct(ev[m["path"]]["categories"].get("arithmetic", 0)), pct(ev[m["path"]]["categories"].get("knowledge_unlock", 0))]
+            for r, m in runs.items()]
+    return table(["r", "可训练参数", "评估准确率", "arithmetic", "knowledge_unlock"], rows), {"runs": runs, "eval": ev}
+
+
+def exp_lr(fresh):
+    runs = {}
+    for lr in ("1e-4", "3e-4", "1e-3"):
+        runs[("全参数 SFT", lr)] = train(f"sft_full_lr{lr}" if lr != "1e-4" else "sft_full", "train_sft.py", "--lr", lr, fresh=fresh)
+    for lr in ("1e-3", "3e-3", "1e-2"):
+        runs[("LoRA r=8 q,v", lr)] = train(f"lora_qv_r8_lr{lr}" if lr != "1e-3" else "lora_qv_r8", "train_lora.py", "--lr", lr, fresh=fresh)
+    ev = evaluate([BASE] + [m["path"] for m in runs.values()], "lr")
+    rows = [["底座 (未微调)", "-", pct(ev[BASE]["overall"]), pct(ev[BASE]["categories"]["knowledge_unlock"]), f"{ev[BASE]['pretrain_ppl']:.2f}"]]
+    rows += [[name, lr, pct(ev[m["path"]]["overall"]), pct(ev[m["path"]]["categories"]["knowledge_unlock"]),
+              f"{ev[m['path']]['pretrain_ppl']:.2f}"] for (name, lr), m in runs.items()]
+    return table(["方法", "学习率", "评估准确率", "knowledge_unlock", "预训练文本困惑度"], rows), {"eval": ev}
+
+
+def exp_ablation(fresh):
+    runs = {
+        "SFT (从底座, 默认)": train("sft_full", "train_sft.py", fresh=fresh),
+        "SFT 从零 (--init scratch)": train("sft_scratch", "train_sft.py", "--init", "scratch", fresh=fresh),
+        "SFT 不做掩码 (--no_mask)": train("sft_no_mask", "train_sft.py", "--no_mask", fresh=fresh),
+    }
+    ev = evaluate([m["path"] for m in runs.values()], "ablation")
+    cats = list(next(iter(ev.values()))["categories"])
+    rows = [[name, pct(ev[m["path"]]["overall"])] + [pct(ev[m["path"]]["categories"][c]) for c in cats]
+            + [pct(ev[m["path"]]["stop_rate"])] for name, m in runs.items()]
+    return table(["模型", "总体"] + cats + ["停止率"], rows), {"runs": runs, "eval": ev}
+
+
+EXPERIMENTS = {"lora": exp_lora, "rank": exp_rank, "lr": exp_lr, "ablation": exp_ablation}
+
+
+def main():
+    p = argparse.ArgumentParser(description="重现 README 里的对比实验 (训练产物在 runs/ 下)")
+    p.add_argument("experiment", choices=[*EXPERIMENTS, "all"], help="要跑的实验")
+    p.add_argument("--fresh", action="store_true", help="忽略 runs/ 里已有的模型, 重新训练")
+    args = p.parse_args()
+    if not os.path.exists(BASE):
+        raise SystemExit(f"错误: 找不到底座 {BASE}。先运行 python data.py --create_sample && python pretrain.py")
+    os.makedirs(RUNS, exist_ok=True)
+    for name in (EXPERIMENTS if args.experiment == "all" else [args.experiment]):
+        md, raw = EXPERIMENTS[name](args.fresh)
+        with open(os.path.join(RUNS, f"{name}.json"), "w") as f:
+            json.dump(raw, f, ensure_ascii=False, indent=1, default=str)
+        print(f"\n### {name}\n\n{md}\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
