@@ -1,0 +1,196 @@
+"""model.py 的测试: 课程对模型的几条关键说法, 每条一个测试。全部用 tiny 预设, CPU 上几秒跑完。"""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model import GPT, PRESETS, get_config, pick_device
+
+
+def make_model(**overrides):
+    torch.manual_seed(0)
+    return GPT(get_config("tiny", **overrides)).eval()
+
+
+def random_ids(model, B=2, T=20, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, model.config.vocab_size, (B, T), generator=g)
+
+
+def test_module_names_match_hf_llama():
+    model = make_model()
+    expected = {"embed_tokens.weight", "norm.weight", "lm_head.weight"}
+    for i in range(model.config.n_layer):
+        for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            expected.add(f"layers.{i}.self_attn.{name}.weight")
+        for name in ("gate_proj", "up_proj", "down_proj"):
+            expected.add(f"layers.{i}.mlp.{name}.weight")
+        expected.add(f"layers.{i}.input_layernorm.weight")
+        expected.add(f"layers.{i}.post_attention_layernorm.weight")
+    # RoPE 的 cos/sin 是算出来的, 不进 state_dict
+    assert set(model.state_dict()) == expected
+    assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def test_tied_embeddings_counted_once():
+    model = make_model()
+    assert model.lm_head.weight is model.embed_tokens.weight
+    unique = {id(p): p.numel() for p in model.parameters()}
+    assert model.num_params() == sum(unique.values())
+    assert model.num_params(exclude_embedding=True) == model.num_params() - model.embed_tokens.weight.numel()
+
+
+def test_presets_build():
+    assert set(PRESETS) >= {"tiny", "default", "gpu"}
+    with torch.device("meta"):  # 只看形状, 不真的分配 1 亿个参数
+        n_default = GPT(get_config("default")).num_params()
+        n_gpu = GPT(get_config("gpu")).num_params()
+    assert 4e6 < n_default < 8e6 and 80e6 < n_gpu < 130e6
+    assert get_config("tiny", vocab_size=123).vocab_size == 123
+    with pytest.raises(SystemExit, match="错误: 未知的模型预设"):
+        get_config("huge")
+
+
+@pytest.mark.parametrize("n_kv_head", [4, 2])  # 4: 普通多头注意力; 2: GQA
+def test_kv_cache_matches_full_forward(n_kv_head):
+    model = make_model(n_kv_head=n_kv_head)
+    ids = random_ids(model, B=2, T=24)
+    with torch.no_grad():
+        full, _ = model(ids)  # (B, T, V)
+        cache = model.init_kv_cache(batch_size=2)
+        # 先 prefill 10 个, 再接一段 6 个 (走带 mask 的分支), 最后一个一个解码
+        parts = [model(ids[:, :10], kv_cache=cache, start_pos=0)[0],
+                 model(ids[:, 10:16], kv_cache=cache, start_pos=10)[0]]
+        parts += [model(ids[:, t:t + 1], kv_cache=cache, start_pos=t)[0] for t in range(16, 24)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_loss_ignores_minus_100():
+    model = make_model()
+    ids = random_ids(model)
+    labels = ids.clone()
+    labels[0, :8] = -100
+    labels[1, 5:12] = -100
+    logits, loss = model(ids, labels)
+    with torch.no_grad():
+        full, _ = model(ids)
+    # 手算: 位置 t 预测 labels[t+1], 只数不是 -100 的那些
+    pred, target = full[:, :-1].reshape(-1, full.size(-1)), labels[:, 1:].reshape(-1)
+    keep = target != -100
+    expected = F.cross_entropy(pred[keep], target[keep])
+    torch.testing.assert_close(loss, expected)
+    assert logits.shape == (int(keep.sum()), model.config.vocab_size)  # 只返回算 loss 的位置
+
+
+def test_label_shift_predicts_from_previous_position():
+    # 只有 labels[0, 5] 有效: 它应该由位置 4 的输出来预测
+    model = make_model()
+    ids = random_ids(model, B=1, T=10)
+    labels = torch.full_like(ids, -100)
+    labels[0, 5] = 7
+    _, loss = model(ids, labels)
+    with torch.no_grad():
+        full, _ = model(ids)
+    expected = -full[0, 4].log_softmax(-1)[7]
+    torch.testing.assert_close(loss, expected)
+
+
+def test_all_masked_gives_zero_loss_and_zero_grads():
+    model = make_model().train()
+    ids = random_ids(model)
+    logits, loss = model(ids, torch.full_like(ids, -100))
+    assert logits.shape == (0, model.config.vocab_size)
+    assert torch.isfinite(loss) and loss.item() == 0.0
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is None or torch.all(p.grad == 0), name
+
+
+def test_q_proj_can_be_wrapped_like_lora():
+    # LoRA 会把 q_proj 换成一个包装模块: 注意力必须通过 self.q_proj(x) 调用它, 而不是直接读 .weight
+    class Wrapper(nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base_layer = base
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.base_layer(x) * 2
+
+    model = make_model()
+    ids = random_ids(model)
+    with torch.no_grad():
+        before, _ = model(ids)
+        wrapper = Wrapper(model.layers[0].self_attn.q_proj)
+        model.layers[0].self_attn.q_proj = wrapper
+        after, _ = model(ids)
+    assert wrapper.calls == 1 and not torch.allclose(before, after)
+
+
+def greedy_by_full_forward(model, prompt, n):
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            logits, _ = model(torch.tensor([ids]))
+            ids.append(int(logits[0, -1].argmax()))
+    return ids[len(prompt):]
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_greedy_generate_equals_argmax_and_is_deterministic(use_cache):
+    model = make_model()
+    prompt = [5, 17, 42, 8]
+    out = list(model.generate(prompt, max_new_tokens=12, temperature=0, use_cache=use_cache))
+    assert out == greedy_by_full_forward(model, prompt, 12)
+    assert out == list(model.generate(prompt, max_new_tokens=12, temperature=0, use_cache=use_cache))
+
+
+def test_top_k_1_equals_greedy_and_seed_reproduces():
+    model = make_model()
+    prompt = [3, 1, 4, 1, 5]
+    greedy = list(model.generate(prompt, max_new_tokens=10, temperature=0))
+    assert list(model.generate(prompt, max_new_tokens=10, temperature=1.0, top_k=1, seed=123)) == greedy
+    # top_p 很小时只剩概率最大的那个 token, 也等于贪心
+    assert list(model.generate(prompt, max_new_tokens=10, temperature=1.0, top_p=1e-6, seed=5)) == greedy
+    a = list(model.generate(prompt, max_new_tokens=10, temperature=1.0, top_k=50, top_p=0.9, seed=7))
+    assert a == list(model.generate(prompt, max_new_tokens=10, temperature=1.0, top_k=50, top_p=0.9, seed=7))
+    assert len(a) == 10 and all(0 <= t < model.config.vocab_size for t in a)
+
+
+def test_generate_stops_after_eos():
+    model = make_model()
+    prompt = [9, 2, 6]
+    free = list(model.generate(prompt, max_new_tokens=10, temperature=0))
+    eos = free[3]
+    out = list(model.generate(prompt, max_new_tokens=10, temperature=0, eos_id=eos))
+    assert out == free[:free.index(eos) + 1]  # 结束符本身也 yield 出来, 然后停止
+
+
+def test_generate_past_max_seq_len_cache_equals_no_cache():
+    # 提示 + 生成超过 max_seq_len (64): 两条路径按同样的规则截断窗口, 输出应一致
+    model = make_model()
+    prompt = random_ids(model, B=1, T=80)[0].tolist()
+    with_cache = list(model.generate(prompt, max_new_tokens=60, temperature=0, use_cache=True))
+    without = list(model.generate(prompt, max_new_tokens=60, temperature=0, use_cache=False))
+    assert len(with_cache) == 60 and with_cache == without
+
+
+def test_pick_device():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(SystemExit, match="错误: 不认识的设备"):
+        pick_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="这台机器有 CUDA")
+def test_pick_device_cuda_without_cuda_is_one_line_error():
+    with pytest.raises(SystemExit, match="错误: .*CUDA") as exc:
+        pick_device("cuda")
+    assert "\n" not in str(exc.value.code)
+
+
+def test_sequence_longer_than_max_seq_len_is_one_line_error():
+    model = make_model()
+    with pytest.raises(SystemExit, match="错误: 序列长度 65 超过了模型的 max_seq_len=64"):
+        model(torch.zeros(1, 65, dtype=torch.long))
