@@ -122,26 +122,28 @@ def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, prog
             "n": n, "results": results}
 
 
-def perplexity(model, tokenizer, path, max_blocks=50, batch_size=8):
+def perplexity(model, tokenizer, path, max_blocks=50, batch_size=16):
     """留出的预训练文本上的困惑度 = exp(按 token 加权的平均交叉熵)。
 
-    切块方式与 pretrain.py 训练时完全相同 (同一个 PretrainDataset), 只取前 max_blocks 块以节省时间。
+    样本切分与 pretrain.py 训练时完全相同 (同一个 PretrainDataset: 一段一个样本), 只取前 max_blocks 段以节省时间。
     直觉: 困惑度 ≈ 模型在每个位置平均 "犹豫" 于多少个候选 token; 随机初始化的模型约等于词表大小。
     """
     from pretrain import PretrainDataset
-    T = model.config.max_seq_len
-    blocks = PretrainDataset(path, tokenizer, T).blocks[:max_blocks]  # (N, T)
-    if len(blocks) == 0:
-        raise SystemExit(f"错误: {path} 太短, 切不出一个 {T} token 的块。换一份更长的文本, 或用 --ppl_blocks 0 跳过困惑度")
+    from trainer import n_targets
+    ds = PretrainDataset(path, tokenizer, model.config.max_seq_len)
+    items = [ds[i] for i in range(min(max_blocks, len(ds)))]
+    if not items:
+        raise SystemExit(f"错误: {path} 里没有文字。换一份文本, 或用 --ppl_blocks 0 跳过困惑度")
     device = next(model.parameters()).device
     total_loss, total_tokens = 0.0, 0
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        for i in range(0, len(blocks), batch_size):
-            x = blocks[i:i + batch_size].to(device)  # (B, T)
-            _, loss = model(x, labels=x)  # 模型内部错一位: 每块有 T-1 个预测
-            k = x.size(0) * (x.size(1) - 1)
+        for i in range(0, len(items), batch_size):
+            batch = data.collate(items[i:i + batch_size], tokenizer.pad_id)
+            labels = batch["labels"].to(device)
+            _, loss = model(batch["input_ids"].to(device), labels=labels)  # 模型内部错一位
+            k = n_targets(labels).item()
             total_loss += loss.item() * k
             total_tokens += k
     model.train(was_training)
@@ -193,7 +195,7 @@ def main():
     p.add_argument("--data_path", default=data.EVAL_PATH, help="评估集 .jsonl: 每条含 conversations (最后一条 assistant 是参考回复)、category、answer")
     p.add_argument("--limit", type=int, help="只评估前 N 条 (快速试跑)")
     p.add_argument("--ppl_path", default=PPL_PATH, help="算困惑度用的留出预训练文本, 一行一段")
-    p.add_argument("--ppl_blocks", type=int, default=50, help="困惑度最多用多少个 max_seq_len 长的块 (0 表示不算)")
+    p.add_argument("--ppl_blocks", type=int, default=300, help="困惑度最多用多少段文字 (0 表示不算)")
     # 生成与输出
     p.add_argument("--max_new_tokens", type=int, default=64, help="每个回答最多生成多少 token; 到了还没说完就算 \"没有停下\"")
     p.add_argument("--device", default="auto", help="auto (依次尝试 cuda、mps、cpu) / cuda / mps / cpu")

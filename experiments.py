@@ -8,6 +8,7 @@
     python experiments.py rank       # LoRA 的秩 r ∈ {1, 2, 4, 8, 16, 64}: 准确率 vs 可训练参数
     python experiments.py lr         # 学习率与遗忘: 全参数 vs LoRA 在几个学习率下的 knowledge_unlock 与预训练困惑度
     python experiments.py ablation   # SFT 从零开始 (--init scratch) 与不做掩码 (--no_mask)
+    python experiments.py adapters   # 同一个底座上的两个适配器 (普通 / 猫咪口吻), 在 chat.py 里切换
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -112,7 +113,30 @@ def exp_ablation(fresh):
     return table(["模型", "总体"] + cats + ["停止率"], rows), {"runs": runs, "eval": ev}
 
 
-EXPERIMENTS = {"lora": exp_lora, "rank": exp_rank, "lr": exp_lr, "ablation": exp_ablation}
+def exp_adapters(fresh):
+    """同一个底座上的两个适配器: 普通的小智, 和每句话都以 "喵～" 结尾的猫咪小智; chat.py 里用 /adapter 切换。"""
+    cat_path = os.path.join(RUNS, "sft_train_cat.jsonl")
+    with open("data/sft_train.jsonl", encoding="utf-8") as src, open(cat_path, "w", encoding="utf-8") as dst:
+        for line in src:
+            rec = json.loads(line)
+            for m in rec["conversations"]:
+                if m["role"] == "assistant":
+                    m["content"] = m["content"].rstrip("。.!！") + "，喵～"
+            dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    plain = train("lora_qv_r8", "train_lora.py", "--lora_r", "8", fresh=fresh)
+    cat = train("lora_cat", "train_lora.py", "--lora_r", "8", "--data_path", cat_path, "--eval_path", "", fresh=fresh)
+    script = "你是谁？\n23加45等于多少？\n/adapter lora_cat\n你是谁？\n23加45等于多少？\n/adapter base\n你是谁？\n"
+    cmd = [sys.executable, "chat.py", "--checkpoint", BASE, "--lora", plain["path"], cat["path"], "--temperature", "0",
+           "--max_new_tokens", "40"]
+    print(f"== printf '{script}' | python {' '.join(cmd[1:])}", flush=True)
+    r = subprocess.run(cmd, input=script, capture_output=True, text=True)
+    questions = [q for q in script.split("\n") if q and not q.startswith("/")]
+    adapters = ["lora_qv_r8", "lora_qv_r8", "lora_cat", "lora_cat", "base (无适配器)"]
+    rows = [[a, q, ans] for a, q, ans in zip(adapters, questions, r.stdout.splitlines())]
+    return table(["当前适配器", "问题", "回答"], rows), {"stdout": r.stdout}
+
+
+EXPERIMENTS = {"lora": exp_lora, "rank": exp_rank, "lr": exp_lr, "ablation": exp_ablation, "adapters": exp_adapters}
 
 
 def main():

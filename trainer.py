@@ -249,6 +249,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
             if main:
                 log.writerow([step, f"{step / steps_per_epoch:.3f}", f"{train_loss:.4f}", f"{lr:.2e}", f"{tok_s:.0f}",
                               "" if eval_loss is None else f"{eval_loss:.4f}"])
+                log_file.flush()  # 训练中也能 tail -f 看日志
                 bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.1e}", tok_s=f"{tok_s:.0f}",
                                 **({} if eval_loss is None else {"eval": f"{eval_loss:.3f}"}))
                 bar.update(1)
