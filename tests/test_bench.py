@@ -1,0 +1,76 @@
+"""bench.py 的冒烟测试: --quick 在 tiny 形状上作为子进程跑通, 打印表格, JSON 里恰好是文档写的那些键。
+
+不需要 GPU; 装了 transformers 和 peft 时顺带跑 --compare_hf (含 "拷贝权重后 logits 一致" 的检查), 没装就跳过那部分。
+另有一个不开子进程的小测试: 按手算核对 MFU 分子的 FLOP 公式。
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench import train_flops_per_token
+from lora import apply_lora
+from model import GPT, get_config
+from tokenizer import Tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_HF = all(importlib.util.find_spec(m) is not None for m in ("transformers", "peft"))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """几 KB 的对话和一个小分词器, 让 bench 不必临时生成整份示例数据。"""
+    d = tmp_path_factory.mktemp("bench_data")
+    convs = [[{"role": "user", "content": f"第{i}个问题: {'为什么' * (i % 7 + 1)}天是蓝的? why {i}"},
+              {"role": "assistant", "content": f"因为散射。{'Rayleigh scattering. ' * (i % 5 + 1)}"}] for i in range(60)]
+    with open(d / "sft_train.jsonl", "w", encoding="utf-8") as f:
+        for c in convs:
+            f.write(json.dumps({"conversations": c, "category": "test"}, ensure_ascii=False) + "\n")
+    text = "\n".join(m["content"] for c in convs for m in c)
+    Tokenizer.train(text, 320).save(str(d / "tokenizer.json"))
+    return d
+
+
+def test_quick_run_writes_documented_json(data_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "bench.py", "--quick", "--device", "cpu", "--threads", "1",
+           "--data_dir", str(data_dir), "--json", str(out)] + (["--compare_hf"] if HAS_HF else [])
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for word in ("tokens/s", "MFU", "lora_qv", "lora_all", "KV cache", "padding", "分词器", "目标"):
+        assert word in r.stdout
+    res = json.loads(out.read_text())
+    expected = {"train", "train_100m", "generate", "padding_fraction", "tokenizer_mb_per_s", "matmul_gflops"}
+    assert set(res) == expected | ({"hf"} if HAS_HF else set())
+    for mode in ("full", "lora_qv", "lora_all"):
+        assert set(res["train"][mode]) == {"tokens_per_s", "mfu", "peak_mem_mb"}
+        assert res["train"][mode]["tokens_per_s"] > 0 and res["train"][mode]["peak_mem_mb"] > 0
+    assert set(res["train_100m"]) == {"full", "lora_qv"}
+    assert set(res["generate"]) == {"cache_tokens_per_s", "nocache_tokens_per_s"}
+    assert 0 <= res["padding_fraction"] < 1 and res["tokenizer_mb_per_s"] > 0 and res["matmul_gflops"] > 0
+    if HAS_HF:
+        assert "logits 最大差" in r.stdout
+        assert set(res["hf"]) == {"train", "generate"}
+        assert set(res["hf"]["train"]) == {"full", "lora_qv", "lora_all"}
+        assert set(res["hf"]["generate"]) == {"cache_tokens_per_s"}
+
+
+def test_flops_formula_by_hand():
+    """tiny 预设: C=32, 4 个 query 头、2 组 kv (kv 宽 16), MLP 64, 2 层, vocab 320。
+
+    每层 Linear 参数: q 32*32 + k 32*16 + v 32*16 + o 32*32 = 3072, MLP 3*32*64 = 6144, 共 9216; 两层 18432。
+    lm_head 32*320 = 10240。注意力 6*L*C*T = 6*2*32*T。
+    全参 (lm_head 只算一半位置): 6*18432 + 6*10240*0.5 + 6*2*32*T。
+    LoRA r=8 on q,v: 每层 A+B = (32*8 + 8*32) + (32*8 + 8*16) = 896 个可训练参数, 两层 1792;
+    冻结的权重 (含 lm_head) 只算 4 倍: 4*18432 + 6*1792 + 4*10240*0.5 + 6*2*32*T。
+    """
+    cfg, T = get_config("tiny"), 32
+    model = GPT(cfg)
+    assert train_flops_per_token(model, cfg, T, 0.5) == 6 * 18432 + 6 * 10240 * 0.5 + 6 * 2 * 32 * T
+    apply_lora(model, "q_proj,v_proj", r=8)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 1792
+    assert train_flops_per_token(model, cfg, T, 0.5) == 4 * 18432 + 6 * 1792 + 4 * 10240 * 0.5 + 6 * 2 * 32 * T
