@@ -10,7 +10,8 @@
 
 MFU 的分子按 "实际做了的矩阵乘" 计 (每个 token, 前向 + 反向):
   - 可训练的 Linear 权重 N 个参数: 6N (前向 2N, 对输入求梯度 2N, 对权重求梯度 2N);
-  - 冻结的 Linear (LoRA 时的底座): 4N —— 冻结的权重不需要权重梯度那次矩阵乘;
+  - 冻结的 Linear (LoRA 时的底座): 4N —— 冻结的权重不需要权重梯度那次矩阵乘 (第 0 层的 q/k/v 连对输入的梯度
+    也不用算, 只要 2N; 这里仍记 4N, 高估约 1~2%);
   - lm_head 只乘在真正算了 logits 的位置上: 我们的模型只算 label 不是 -100 的位置 (这里约一半), HF 算全部;
   - 注意力 (因果, 只算下三角那一半): 前向每层每 token 2·C·T (QK^T 与 AV 各 C·T), 训练 x3, 即 6·L·C·T。
   分母是本脚本现场量出的矩阵乘峰值: CPU 上 2048x2048 的 fp32 torch.mm, CUDA 上 8192x8192 的 bf16, 开头和每轮计时后
@@ -246,7 +247,7 @@ class Worker:
             if line.startswith("@bench "):
                 return json.loads(line[7:])
         self.err.seek(0)
-        last = (self.err.read().strip().splitlines() or ["(没有输出)"])[-1]
+        last = (self.err.read().strip().splitlines() or ["(没有输出)"])[-1].removeprefix("错误: ")
         raise SystemExit(f"错误: 测量子进程 ({self.name}) 失败: {last}")
 
     def run(self, arg=None):
