@@ -294,7 +294,7 @@ def test_bad_records_are_skipped(base, tmp_path):
     assert f"{bad}:1: 无效的 JSON" in r.stderr and (tmp_path / "m.pt").exists()
 
 
-def wait_for(path, timeout=60):
+def wait_for(path, timeout=180):
     t0 = time.time()
     while not os.path.exists(path):
         assert time.time() - t0 < timeout, f"{path} never appeared"
