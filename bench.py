@@ -361,8 +361,8 @@ def main():
                          f"max_seq_len ({args.preset}: {cfg.max_seq_len}, {args.big_preset}: {big_cfg.max_seq_len})。调小它们")
     base = dict(device=str(device), threads=args.threads, warmup=args.warmup, steps=args.steps, repeats=args.repeats,
                 lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout)
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    print(f"机器: {gpu} | torch {torch.__version__} | 线程 {torch.get_num_threads()} | 设备 {device}")
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    print(f"机器: {machine} | torch {torch.__version__} | 线程 {torch.get_num_threads()} | 设备 {device}")
     print(f"形状 ({args.preset}): vocab {cfg.vocab_size}, 宽 {cfg.n_embd}, {cfg.n_layer} 层, {cfg.n_head} 头 "
           f"(kv {cfg.n_kv_head}), MLP {cfg.intermediate_size}; batch {args.batch_size} x {args.seq_len}, "
           f"每行前一半 label=-100; {'CUDA bf16 autocast' if device.type == 'cuda' else 'fp32'}; "
@@ -400,27 +400,39 @@ def main():
     times, infos = measure(runs, [(impl, True) for impl in impls] + [("ours", False)], args.repeats, probe)
     gen = {"cache_tokens_per_s": args.gen_tokens / times["ours", True],
            "nocache_tokens_per_s": args.gen_tokens / times["ours", False], "ids": infos["ours"]["ids"]}
-    hf_gen = None
-    if args.compare_hf:
-        hf_gen = {"cache_tokens_per_s": args.gen_tokens / times["hf", True], "ids": infos["hf"]["ids"],
-                  "logits_diff": infos["hf"]["logits_diff"]}
+    hf_gen = None if not args.compare_hf else {"cache_tokens_per_s": args.gen_tokens / times["hf", True],
+                                               "ids": infos["hf"]["ids"], "logits_diff": infos["hf"]["logits_diff"]}
     # 256 = train_sft.py 的 --max_length 默认值
     pad, tok_mb_s, data_note = data_figures(args.data_dir, args.batch_size, min(256, cfg.max_seq_len), args.repeats)
 
-    peak = max(peaks)
-    mfu = lambda r: r["flops_per_token"] * r["tokens_per_s"] / (peak * 1e9)
+    res = dict(peak=max(peaks), peaks=peaks, mm_size=mm_size, train=train, hf_train=hf_train, big=big, gen=gen,
+               hf_gen=hf_gen, pad=pad, tok_mb_s=tok_mb_s, data_note=data_note, device=device)
+    report(args, res)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(summary(res, args.compare_hf), f, indent=2)
+        print(f"写入 {args.json}")
+
+
+def mfu(r, peak):
+    return r["flops_per_token"] * r["tokens_per_s"] / (peak * 1e9)
+
+
+def report(args, res):
+    """打印那张表, 以及对照 issue 里各项目标的结论。"""
+    peak, train, hf_train, gen, hf_gen = res["peak"], res["train"], res["hf_train"], res["gen"], res["hf_gen"]
     ratio = lambda a, b: f"{a / b:.2f}x"
-    print(f"矩阵乘峰值 ({'bf16' if device.type == 'cuda' else 'fp32'} torch.mm {mm_size}x{mm_size}): {peak:,.0f} GFLOP/s "
-          f"(整场 {len(peaks)} 次里最好的; 最差 {min(peaks):,.0f}, 差得多说明机器上还有别人在跑)")
+    print(f"矩阵乘峰值 ({'bf16' if res['device'].type == 'cuda' else 'fp32'} torch.mm {res['mm_size']}x{res['mm_size']}): "
+          f"{peak:,.0f} GFLOP/s (整场 {len(res['peaks'])} 次里最好的; 最差 {min(res['peaks']):,.0f}, 差得多说明机器上还有别人在跑)")
     print(f"\n训练 ({train['full']['params'] / 1e6:.2f}M 参数)    tokens/s     MFU  峰值内存MB  可训练参数"
-          + ("  |  HF tokens/s  HF MFU   我们/HF" if args.compare_hf else ""))
+          + ("  |  HF tokens/s  HF MFU   我们/HF" if hf_train else ""))
     for mode, r in train.items():
-        line = f"  {mode:10s} {r['tokens_per_s']:14,.0f} {mfu(r):7.1%} {r['peak_mem_mb']:11,.0f} {r['trainable']:11,}"
-        if args.compare_hf:
+        line = f"  {mode:10s} {r['tokens_per_s']:14,.0f} {mfu(r, peak):7.1%} {r['peak_mem_mb']:11,.0f} {r['trainable']:11,}"
+        if hf_train:
             h = hf_train[mode]
-            line += f"  |  {h['tokens_per_s']:11,.0f} {mfu(h):7.1%} {ratio(r['tokens_per_s'], h['tokens_per_s']):>9}"
+            line += f"  |  {h['tokens_per_s']:11,.0f} {mfu(h, peak):7.1%} {ratio(r['tokens_per_s'], h['tokens_per_s']):>9}"
         print(line)
-    fb, qb = big["full"], big["lora_qv"]
+    fb, qb = res["big"]["full"], res["big"]["lora_qv"]
     print(f"\n{args.big_preset} 预设 ({fb['params'] / 1e6:.1f}M 参数, batch {args.big_batch_size} x {args.seq_len}) 峰值内存: "
           f"全参 {fb['peak_mem_mb']:,.0f} MB, LoRA q,v {qb['peak_mem_mb']:,.0f} MB "
           f"(= 全参的 {qb['peak_mem_mb'] / fb['peak_mem_mb']:.0%}; 都含建模型之前的 {fb['base_mem_mb']:,.0f} MB 进程基线)")
@@ -433,32 +445,31 @@ def main():
         print(f"  HF generate() {hf_gen['cache_tokens_per_s']:,.0f} tok/s, 我们/HF "
               f"{ratio(gen['cache_tokens_per_s'], hf_gen['cache_tokens_per_s'])}; 两边贪心输出前 {same} 个 token 相同")
         print(f"  拷贝权重后 logits 最大差 {diff:.2e} (要求 < 1e-4)")
-    print(f"\npadding 比例 {pad:.1%} (batch {args.batch_size}, length_grouped_batches; 数据: {data_note})")
-    print(f"分词器编码 {tok_mb_s:.2f} MB/s")
+    print(f"\npadding 比例 {res['pad']:.1%} (batch {args.batch_size}, length_grouped_batches; 数据: {res['data_note']})")
+    print(f"分词器编码 {res['tok_mb_s']:.2f} MB/s")
 
-    checks = [("MFU >= 60% (全参)", mfu(train["full"]) >= 0.6),
+    checks = [("MFU >= 60% (全参)", mfu(train["full"], peak) >= 0.6),
               ("大模型 LoRA q,v 峰值内存 <= 全参的 50%", qb["peak_mem_mb"] <= 0.5 * fb["peak_mem_mb"]),
               ("KV cache >= 3x 无 cache", gen["cache_tokens_per_s"] >= 3 * gen["nocache_tokens_per_s"]),
-              ("padding <= 10%", pad <= 0.10)]
-    if args.compare_hf:
+              ("padding <= 10%", res["pad"] <= 0.10)]
+    if hf_train:
         checks += [(f"训练 {m} >= 1.3x HF", train[m]["tokens_per_s"] >= 1.3 * hf_train[m]["tokens_per_s"])
                    for m in ("full", "lora_qv")]
         checks.append(("生成 >= 1.5x HF generate()", gen["cache_tokens_per_s"] >= 1.5 * hf_gen["cache_tokens_per_s"]))
     print("\n目标: " + "; ".join(f"{name} {'达标' if ok else '未达标'}" for name, ok in checks))
 
-    if args.json:
-        out = {"train": {m: {"tokens_per_s": r["tokens_per_s"], "mfu": mfu(r), "peak_mem_mb": r["peak_mem_mb"]}
-                         for m, r in train.items()},
-               "train_100m": {m: {"peak_mem_mb": r["peak_mem_mb"]} for m, r in big.items()},
-               "generate": {"cache_tokens_per_s": gen["cache_tokens_per_s"],
-                            "nocache_tokens_per_s": gen["nocache_tokens_per_s"]},
-               "padding_fraction": pad, "tokenizer_mb_per_s": tok_mb_s, "matmul_gflops": peak}
-        if args.compare_hf:
-            out["hf"] = {"train": {m: {"tokens_per_s": r["tokens_per_s"]} for m, r in hf_train.items()},
-                         "generate": {"cache_tokens_per_s": hf_gen["cache_tokens_per_s"]}}
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=2)
-        print(f"写入 {args.json}")
+
+def summary(res, compare_hf):
+    """--json 的内容, 键与 issue 里写的完全一致。"""
+    out = {"train": {m: {"tokens_per_s": r["tokens_per_s"], "mfu": mfu(r, res["peak"]), "peak_mem_mb": r["peak_mem_mb"]}
+                     for m, r in res["train"].items()},
+           "train_100m": {m: {"peak_mem_mb": r["peak_mem_mb"]} for m, r in res["big"].items()},
+           "generate": {k: res["gen"][k] for k in ("cache_tokens_per_s", "nocache_tokens_per_s")},
+           "padding_fraction": res["pad"], "tokenizer_mb_per_s": res["tok_mb_s"], "matmul_gflops": res["peak"]}
+    if compare_hf:
+        out["hf"] = {"train": {m: {"tokens_per_s": r["tokens_per_s"]} for m, r in res["hf_train"].items()},
+                     "generate": {"cache_tokens_per_s": res["hf_gen"]["cache_tokens_per_s"]}}
+    return out
 
 
 if __name__ == "__main__":
