@@ -136,7 +136,7 @@ def exp_adapters(fresh):
     return table(["当前适配器", "问题", "回答"], rows), {"stdout": r.stdout}
 
 
-EXPERIMENTS = {"lora": exp_lora, "rank": exp_rank, "lr": exp_lr, "ablation": exp_ablation, "adapters": exp_adapters}
+EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr}
 
 
 def main():

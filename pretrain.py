@@ -56,6 +56,7 @@ def main():
     g.add_argument("--preset", default="default", help="模型大小: tiny / default / gpu (见 python model.py)")
     g.add_argument("--n_layer", type=int, help="覆盖预设的层数")
     g.add_argument("--n_embd", type=int, help="覆盖预设的隐藏维度")
+    g.add_argument("--show_prompts", default="北京是,韦轩文出生在,一年有", help="训练完用底座续写这些开头 (逗号分隔)")
     add_train_args(p, epochs=25, lr=1e-3, batch_size=32, warmup_steps=30, eval_interval=100,
                    out="checkpoints/base_model.pt")
     args = p.parse_args()
@@ -88,6 +89,13 @@ def main():
         return
     save_model(args.out, model, tokenizer, vars(args), metrics)
     print(f"底座模型已保存到 {args.out}  (train loss {metrics['train_loss']:.3f}, eval loss {metrics['eval_loss'] or float('nan'):.3f})")
+
+    # 5. 看看底座会做什么: 续写。它没见过对话模板, 所以只会接着往下写, 不会 "回答"
+    model.eval()
+    for prompt in args.show_prompts.split(","):
+        ids = [tokenizer.eot_id] + tokenizer.encode(prompt)  # 训练时每段都以 <|endoftext|> 开头
+        out = list(model.generate(ids, max_new_tokens=40, temperature=0, eos_id=tokenizer.eot_id))
+        print(f"续写  {prompt} -> {tokenizer.decode(out).replace('<|endoftext|>', '')}")
 
 
 if __name__ == "__main__":

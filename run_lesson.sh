@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# 整节课从头到尾: 数据 -> 底座 -> 全参数 SFT -> LoRA -> 评估 -> 三个模型并排回答同样的问题。
+# 2 核 CPU 上默认设置约 15 分钟 (实测见 README)。有 GPU 的话: bash run_lesson.sh --device cuda
+# 额外参数 (如 --device cuda) 会传给每个训练脚本。
+set -euo pipefail
+cd "$(dirname "$0")"
+
+echo "== 1. 生成示例数据并训练分词器"
+python data.py --create_sample
+python data.py --show --index 0
+
+echo "== 2. 预训练底座模型 (课程第 3 步的快速替身)"
+python pretrain.py "$@"
+
+echo "== 3. 全参数 SFT"
+python train_sft.py "$@"
+
+echo "== 4. LoRA 微调 (r=8, q_proj,v_proj)"
+python train_lora.py "$@"
+
+echo "== 5. 评估: 底座 vs SFT vs LoRA"
+python evaluate.py checkpoints/base_model.pt checkpoints/sft_model.pt checkpoints/lora_adapter.pt
+
+echo "== 6. 同样的问题, 三个模型各自回答"
+for q in "你好，你是谁？" "深的反义词是什么？" "23加45等于多少？" "韦轩文出生在哪里？"; do
+  python chat.py --temperature 0 --max_new_tokens 40 --prompt "$q" \
+    --compare checkpoints/base_model.pt checkpoints/sft_model.pt checkpoints/lora_adapter.pt
+done
