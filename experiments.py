@@ -42,10 +42,11 @@ def evaluate(paths, name):
     """evaluate.py 评估一组模型, 返回 {路径: 结果}。"""
     out = os.path.join(RUNS, f"eval_{name}.json")
     print(f"== 评估: python evaluate.py {' '.join(paths)}", flush=True)
-    r = subprocess.run([sys.executable, "evaluate.py", *paths, "--samples", "0", "--json", out],
-                       stdout=subprocess.DEVNULL)
+    with open(os.path.join(RUNS, f"eval_{name}.out"), "w") as log:  # 进度条和报告放进日志, 终端只留表格
+        r = subprocess.run([sys.executable, "evaluate.py", *paths, "--samples", "0", "--json", out],
+                           stdout=log, stderr=subprocess.STDOUT)
     if r.returncode != 0:
-        raise SystemExit(f"错误: evaluate.py 失败 (退出码 {r.returncode})")
+        raise SystemExit(f"错误: evaluate.py 失败 (退出码 {r.returncode}), 详见 {RUNS}/eval_{name}.out")
     with open(out) as f:
         return json.load(f)
 
