@@ -108,10 +108,26 @@ def exp_ablation(fresh):
         "SFT 不做掩码 (--no_mask)": train("sft_no_mask", "train_sft.py", "--no_mask", fresh=fresh),
     }
     ev = evaluate([m["path"] for m in runs.values()], "ablation")
+    speaks = {m["path"]: speaks_for_user(m["path"]) for m in runs.values()}
     cats = list(next(iter(ev.values()))["categories"])
     rows = [[name, pct(ev[m["path"]]["overall"])] + [pct(ev[m["path"]]["categories"][c]) for c in cats]
-            + [pct(ev[m["path"]]["stop_rate"])] for name, m in runs.items()]
-    return table(["模型", "总体"] + cats + ["停止率"], rows), {"runs": runs, "eval": ev}
+            + [pct(ev[m["path"]]["stop_rate"]), pct(speaks[m["path"]])] for name, m in runs.items()]
+    return table(["模型", "总体"] + cats + ["停止率", "不停时替用户说话"], rows), {"runs": runs, "eval": ev, "speaks": speaks}
+
+
+def speaks_for_user(path, n=100, max_new_tokens=48):
+    """不在 <|endoftext|> 处停下、让模型一直写下去时, 有多少回答里它自己写出了 <|user|> (开始替用户说话)。"""
+    import torch
+    from checkpoint import load_model
+    from data import load_conversations, render_chat
+    model, tok, _ = load_model(path)
+    hits = 0
+    for messages in load_conversations("data/sft_eval.jsonl", quiet=True)[:n]:
+        ids, _ = render_chat(messages[:-1], tok, add_generation_prompt=True)
+        with torch.inference_mode():
+            out = list(model.generate(ids, max_new_tokens=max_new_tokens, temperature=0, eos_id=None))
+        hits += tok.user_id in out
+    return hits / n
 
 
 def exp_adapters(fresh):
