@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from bench import train_flops_per_token
 from lora import apply_lora

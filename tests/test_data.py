@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 from data import (IGNORE_INDEX, collate, encode_chat, length_grouped_batches, load_conversations,
                   padding_fraction, render_chat, SFTDataset)
