@@ -9,6 +9,7 @@
     python experiments.py lr         # 学习率与遗忘: 全参数 vs LoRA 在几个学习率下的 knowledge_unlock 与预训练困惑度
     python experiments.py ablation   # SFT 从零开始 (--init scratch) 与不做掩码 (--no_mask)
     python experiments.py adapters   # 同一个底座上的两个适配器 (普通 / 猫咪口吻), 在 chat.py 里切换
+    python experiments.py probe      # knowledge_unlock 失败在哪: 直接问 vs 强制给出答案开头
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -153,7 +154,33 @@ def exp_adapters(fresh):
     return table(["当前适配器", "问题", "回答"], rows), {"stdout": r.stdout}
 
 
-EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr}
+def exp_probe(fresh):
+    """knowledge_unlock 的失败在哪一步: 直接问 vs 把参考答案的开头 (如 "姚伟芳最喜欢的颜色是") 强制喂给模型再让它接着写。
+    后者答对, 说明知识还在模型里, 失败在 "读懂问题、抄对名字" 这一步。"""
+    import torch
+    from checkpoint import load_model
+    from data import render_chat
+    from evaluate import load_eval_records, score
+    sft = train("sft_full", "train_sft.py", fresh=fresh)
+    model, tok, _ = load_model(sft["path"])
+    recs = [r for r in load_eval_records("data/sft_eval.jsonl") if r["category"] == "knowledge_unlock"]
+    direct = forced = 0
+    for r in recs:
+        history, ref = r["conversations"][:-1], r["conversations"][-1]["content"]
+        ids, _ = render_chat(history, tok, add_generation_prompt=True)
+        prefix = ref[:ref.index(r["answer"])]  # 参考答案里答案之前的部分
+        with torch.inference_mode():
+            a = tok.decode([t for t in model.generate(ids, 32, temperature=0, eos_id=tok.eot_id) if t != tok.eot_id])
+            b = tok.decode([t for t in model.generate(ids + tok.encode(prefix), 16, temperature=0, eos_id=tok.eot_id)
+                            if t != tok.eot_id])
+        direct += score(a, r["answer"])
+        forced += score(prefix + b, r["answer"])
+    rows = [["直接提问", pct(direct / len(recs))], ["强制给出参考答案的开头", pct(forced / len(recs))]]
+    return table([f"全参数 SFT, knowledge_unlock ({len(recs)} 题)", "答对"], rows), {"direct": direct, "forced": forced, "n": len(recs)}
+
+
+EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
+               "probe": exp_probe}
 
 
 def main():
