@@ -186,7 +186,10 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         order = [g for g in length_grouped_batches(train_set.lengths, step_bs, seed=args.seed + epoch) if len(g) == step_bs]
         group = order[k]  # 组内按长度排过序, 切出的 micro-batch 长度接近, padding 少
         micro = [group[j:j + args.batch_size] for j in range(0, step_bs, args.batch_size)]
-        return [collate_fn([train_set[i] for i in b]) for b in micro[rank::world]]
+        batches = [collate_fn([train_set[i] for i in b]) for b in micro[rank::world]]
+        if device.type == "cuda":  # 锁页内存: 拷到 GPU 时可以和计算重叠 (配合下面的 non_blocking=True)
+            batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
+        return batches
 
     if main:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
