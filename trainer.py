@@ -180,11 +180,16 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
                 "scaler": scaler.state_dict() if scaler else None, "rng": torch.get_rng_state(),
                 "args": vars(args), "run_info": run_info or {}})
 
+    epoch_order = {}  # epoch -> 这个 epoch 的步 batch 顺序; 每个 epoch 只排一次, 不在每一步重新洗牌排序
+
     def micro_batches(step):
         """第 step 个优化步里, 本进程的 micro-batch 列表。"""
         epoch, k = divmod(step, steps_per_epoch)
-        order = [g for g in length_grouped_batches(train_set.lengths, step_bs, seed=args.seed + epoch) if len(g) == step_bs]
-        group = order[k]  # 组内按长度排过序, 切出的 micro-batch 长度接近, padding 少
+        if epoch not in epoch_order:
+            epoch_order.clear()
+            epoch_order[epoch] = [g for g in length_grouped_batches(train_set.lengths, step_bs, seed=args.seed + epoch)
+                                  if len(g) == step_bs]
+        group = epoch_order[epoch][k]  # 组内按长度排过序, 切出的 micro-batch 长度接近, padding 少
         micro = [group[j:j + args.batch_size] for j in range(0, step_bs, args.batch_size)]
         batches = [collate_fn([train_set[i] for i in b]) for b in micro[rank::world]]
         if device.type == "cuda":  # 锁页内存: 拷到 GPU 时可以和计算重叠 (配合下面的 non_blocking=True)
@@ -200,7 +205,6 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         log.writerow(["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss"])
     from tqdm import tqdm
     bar = tqdm(total=total_steps, initial=step, disable=not main, dynamic_ncols=True, desc=os.path.basename(args.out))
-    eval_loss = None
     try:
         while step < total_steps:
             t0 = time.time()
