@@ -129,25 +129,19 @@ def perplexity(model, tokenizer, path, max_blocks=50, batch_size=16):
     直觉: 困惑度 ≈ 模型在每个位置平均 "犹豫" 于多少个候选 token; 随机初始化的模型约等于词表大小。
     """
     from pretrain import PretrainDataset
-    from trainer import n_targets
+    from trainer import mean_loss
     ds = PretrainDataset(path, tokenizer, model.config.max_seq_len)
     items = [ds[i] for i in range(min(max_blocks, len(ds)))]
     if not items:
         raise SystemExit(f"错误: {path} 里没有文字。换一份文本, 或用 --ppl_blocks 0 跳过困惑度")
     device = next(model.parameters()).device
-    total_loss, total_tokens = 0.0, 0
     was_training = model.training
     model.eval()
+    batches = (data.collate(items[i:i + batch_size], tokenizer.pad_id) for i in range(0, len(items), batch_size))
     with torch.inference_mode():
-        for i in range(0, len(items), batch_size):
-            batch = data.collate(items[i:i + batch_size], tokenizer.pad_id)
-            labels = batch["labels"].to(device)
-            _, loss = model(batch["input_ids"].to(device), labels=labels)  # 模型内部错一位
-            k = n_targets(labels).item()
-            total_loss += loss.item() * k
-            total_tokens += k
+        loss = mean_loss(model, batches, device)  # 与训练时的验证 loss 同一个函数
     model.train(was_training)
-    return math.exp(total_loss / total_tokens)
+    return math.exp(loss)
 
 
 def text_width(s):

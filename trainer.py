@@ -108,6 +108,18 @@ def n_targets(labels):
 
 
 @torch.no_grad()
+def mean_loss(model, batches, device, autocast=nullcontext):
+    """一组已经 collate 好的 batch 上按被训练 token 加权的平均 loss (验证 loss 和 evaluate.py 的困惑度共用)。"""
+    total, count = 0.0, 0
+    for batch in batches:
+        labels = batch["labels"].to(device)
+        with autocast():
+            _, loss = model(batch["input_ids"].to(device), labels)
+        n = n_targets(labels).item()
+        total, count = total + loss.item() * n, count + n
+    return total / max(count, 1)
+
+
 def evaluate_loss(model, dataset, collate_fn, args, device, autocast):
     """验证集上按 token 加权的平均 loss。"""
     if dataset is None or len(dataset) == 0:
@@ -115,16 +127,9 @@ def evaluate_loss(model, dataset, collate_fn, args, device, autocast):
     model.eval()
     batches = length_grouped_batches(dataset.lengths, args.batch_size, shuffle=False)
     batches = batches[::max(1, len(batches) // args.eval_batches)][:args.eval_batches]  # 均匀取样, 长短都有
-    total, count = 0.0, 0
-    for b in batches:
-        batch = collate_fn([dataset[i] for i in b])
-        labels = batch["labels"].to(device)
-        with autocast():
-            _, loss = model(batch["input_ids"].to(device), labels)
-        n = n_targets(labels).item()
-        total, count = total + loss.item() * n, count + n
+    loss = mean_loss(model, (collate_fn([dataset[i] for i in b]) for b in batches), device, autocast)
     model.train()
-    return total / max(count, 1)
+    return loss
 
 
 def train(model, train_set, eval_set, collate_fn, args, run_info=None):
