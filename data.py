@@ -173,14 +173,20 @@ def read_records(path):
     return out
 
 
-def load_records(path, strict=False, quiet=False):
-    """读文件并规范化, 返回 [(记录, messages)]。坏记录按 file:line: 原因 报告后跳过; strict=True 时第一条就中止。"""
+def load_records(path, strict=False, quiet=False, check=None):
+    """读文件并规范化, 返回 [(记录, messages)]。坏记录按 file:line: 原因 报告后跳过; strict=True 时第一条就中止。
+
+    check(记录): 额外的检查 (例如评估集要求有 answer), 不通过时抛 ValueError(原因), 与格式错误同样报告。
+    """
     good, bad = [], 0
     for line, rec in read_records(path):
         try:
             if isinstance(rec, ValueError):
                 raise rec
-            good.append((rec, normalize_record(rec)))
+            messages = normalize_record(rec)
+            if check:
+                check(rec)
+            good.append((rec, messages))
         except ValueError as e:
             if strict:
                 raise SystemExit(f"错误: {path}:{line}: {e} (--strict 模式下遇到坏记录即停止; 去掉 --strict 可跳过)")

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 import unicodedata
 from collections import Counter
@@ -59,29 +58,21 @@ def score(reply, answer):
     return re.search(pattern, reply, re.IGNORECASE | re.ASCII) is not None
 
 
+def require_answer(rec):
+    answer = rec.get("answer")
+    if not isinstance(answer, (str, int)) or isinstance(answer, bool) or not str(answer).strip():
+        raise ValueError("缺少 answer (正确回复必须包含的关键字符串)")
+
+
 def load_eval_records(path, limit=None):
     """读评估集 -> [{"conversations": [{role, content}, ...], "category": str, "answer": str}]。
 
-    坏记录 (格式不对、没有 answer) 按 file:line 报告后跳过, 和 data.py 对训练数据的处理一样。
+    与训练数据同一个读取函数 (data.load_records): 坏记录 (格式不对、没有 answer) 按 file:line 报告后跳过;
+    文件不存在或没有一条可用记录时给出一行提示。
     """
-    records = []
-    for line, rec in data.read_records(path):  # 文件不存在时它给出 "先运行 python data.py --create_sample"
-        try:
-            if isinstance(rec, ValueError):
-                raise rec
-            messages = data.normalize_record(rec)
-            answer = rec.get("answer")
-            if not isinstance(answer, (str, int)) or isinstance(answer, bool) or not str(answer).strip():
-                raise ValueError("缺少 answer (正确回复必须包含的关键字符串)")
-        except ValueError as e:
-            print(f"{path}:{line}: {e} (已跳过)", file=sys.stderr)
-            continue
-        records.append({"conversations": messages, "category": str(rec.get("category", "default")), "answer": str(answer)})
-        if limit and len(records) >= limit:
-            break
-    if not records:
-        raise SystemExit(f"错误: {path} 里没有一条可用的评估记录。用 python data.py --create_sample 生成示例评估集")
-    return records
+    pairs = data.load_records(path, check=require_answer)
+    return [{"conversations": messages, "category": str(rec.get("category", "default")), "answer": str(rec["answer"])}
+            for rec, messages in pairs[:limit]]
 
 
 def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, progress=True):
