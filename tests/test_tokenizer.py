@@ -75,6 +75,15 @@ def test_round_trip_corpus_and_compression(tok):
     assert any(len(tok.decode([i])) >= 2 and "\u4e00" <= tok.decode([i])[-1] <= "\u9fff" for i in range(tok.vocab_size))
 
 
+def test_tokens_hold_at_most_two_cjk_chars(tok):
+    # 不设上限时, 高频句式会和事实粘成一个 token ("最喜欢的颜色是黑色"); 上限两字, 事实 "黑色" 自己是一个 token
+    for i in range(tok.vocab_size - len(SPECIAL_TOKENS)):
+        assert sum("\u4e00" <= c <= "\u9fff" for c in tok.decode([i])) <= 2
+    t = Tokenizer.train("小明最喜欢的颜色是黑色。小红最喜欢的颜色是白色。" * 50, 400)
+    pieces = [t.decode([i]) for i in t.encode("小明最喜欢的颜色是黑色。")]
+    assert "黑色" in pieces and "".join(pieces) == "小明最喜欢的颜色是黑色。"
+
+
 def test_fast_path_equals_plain_byte_bpe(tok):
     # encode 先按字符合并再做字符之间的合并; 结果必须和直接在字节上跑 BPE 一样
     rng = random.Random(1)
