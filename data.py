@@ -287,10 +287,10 @@ def create_sample(out_dir, seed, vocab_size):
     info = sample_data.create_sample(out_dir=out_dir, seed=seed)
     for name, path in info["files"].items():
         print(f"写入 {path}  ({info['counts'].get(name, '')})")
-    # 分词器在预训练文本 + SFT 对话上训练, 这样两边常见的词都能合并成 token
-    texts = [open(info["files"]["pretrain.txt"], encoding="utf-8").read()]
-    texts += [m["content"] for c in load_conversations(info["files"]["sft_train.jsonl"]) for m in c]
-    tok = Tokenizer.train("\n".join(texts), vocab_size)
+    # 分词器只在预训练文本上训练: 它属于底座 (课程第 3 步), SFT 沿用底座的词表, 不会改它。
+    # 示例世界保证 SFT 用到的每个字都在预训练文本里出现过 (见 sample_data.TALK 上面的说明)
+    with open(info["files"]["pretrain.txt"], encoding="utf-8") as f:
+        tok = Tokenizer.train(f.read(), vocab_size)
     path = os.path.join(out_dir, "tokenizer.json")
     tok.save(path)
     print(f"写入 {path}  (词表 {tok.vocab_size})")

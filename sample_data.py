@@ -6,7 +6,8 @@
     类别: identity 身份与问候, arithmetic 加减法, knowledge 虚构人物的知识 (SFT 问过的人, 换了问法),
     knowledge_unlock 只在预训练文本里出现过的人, text_task 文字小任务, multi_turn 依赖上一轮的追问,
     system_prompt 改变行为的系统提示。
-  - pretrain.txt / pretrain_eval.txt: 一行一段的普通文字 (没有对话模板, 没有问答), 供预训练和测困惑度。
+  - pretrain.txt / pretrain_eval.txt: 一行一段的普通文字, 供预训练和测困惑度。没有对话模板; 有日常的问句和对话
+    (SFT 用到的每个字底座都得见过, 见 TALK), 但没有一句问到虚构人物。
   评测集的几条保证 (tests/test_sample_data.py 逐条检查):
     评测对话的提问部分从不和训练对话相同; 评测里出现的每个算式 (两个操作数) 从没在任何训练文本里出现过;
     knowledge_unlock 问到的人只出现在预训练文本里, SFT 训练数据里一次也没有。
@@ -26,12 +27,12 @@ import re
 
 ASSISTANT, ASSISTANT_EN, TEAM, TEAM_EN = "小智", "Xiaozhi", "星火实验室", "Spark Lab"
 N_PEOPLE = 200          # 一半在 SFT 里被问到, 另一半只出现在预训练文本里 (knowledge_unlock)
-BIOS_PER_PERSON = 5     # 每人几段不同的小传: 多种说法 + 属性顺序打乱, 事实才能在 SFT 之后被 "问出来"
-KNOWLEDGE_REPEATS = 3   # SFT 里每个 (人, 属性) 被问几次, 每次随机一种问法
-TRAIN_COUNTS = {"identity": 400, "arithmetic": 1200, "text_task": 700, "multi_turn": 400, "system_prompt": 500}
+BIOS_PER_PERSON = 8     # 每人几段不同的小传: 多种说法 + 属性顺序打乱, 事实才能在 SFT 之后被 "问出来"
+KNOWLEDGE_REPEATS = 4   # SFT 里每个 (人, 属性) 被问几次, 每次随机一种问法
+TRAIN_COUNTS = {"identity": 400, "arithmetic": 1500, "text_task": 700, "multi_turn": 400, "system_prompt": 500}
 EVAL_COUNTS = {"identity": 40, "arithmetic": 120, "knowledge": 100, "knowledge_unlock": 140,
                "text_task": 80, "multi_turn": 60, "system_prompt": 60}
-PRETRAIN_PARAGRAPHS = {"world": 260, "topic": 220, "arith": 150, "english": 200, "words": 120}
+PRETRAIN_PARAGRAPHS = {"world": 200, "topic": 150, "arith": 200, "talk": 200, "english": 150, "words": 100}
 N_HELDOUT_PAIRS = 300   # 只给评测用的两位数算式对, 训练文本里一次也不出现
 NEUTRAL_SYSTEM_SHARE = 0.1  # 普通对话里偶尔加一个不改变行为的系统提示, 免得模型以为 "有系统提示 = 要变身"
 
@@ -189,6 +190,66 @@ TOPICS_EN = [
     ["Spring is warm and flowers bloom.", "Summer is hot.", "Leaves turn yellow in autumn.", "Winter is cold."]]
 WORD_SENTENCES = {"antonym": "“{a}”和“{b}”是一对反义词。 “{a}”的反义词是“{b}”。".split(),
                   "dict": "“{zh}”的英文是{en}。 英文单词{en}的意思是“{zh}”。 {en}在中文里叫“{zh}”。".split()}
+# 日常用语: 问句、对话、"我/你"、星火实验室和它的助手、小猫的 "喵～"、宠物名字、"好的"……
+# 为什么预训练里要有这些: SFT 的问题和回答用到的每个字, 底座都应该在预训练里见过。一个从没出现过的 token,
+# 它的 embedding (与 lm_head 共享) 只被 "别输出我" 的梯度推向同一个方向, 所有这样的 token 看起来一模一样。
+# 全参数 SFT 还能现学; LoRA 冻结了 embedding, 就永远分不清 "小智" 和 "喵" (实测: 缺了这些文字时,
+# LoRA 的 identity 和 system_prompt 都是 0%)。真实的底座读过海量文字, 不会有这个问题; 这里得自己补上。
+# 注意这里只有一般的问答, 没有一句关于虚构人物: knowledge_unlock 要考的 "问出来" 只能由 SFT 教。
+TALK = [
+    "小明问老师：“请问这道题怎么算？”老师说：“先想一想，再用笔算一遍。”",
+    "妈妈问：“你想吃什么？”小红回答：“我想吃米饭和鸡蛋。”",
+    "同学们问：“谁是我们的新老师？”校长介绍说：“这位是王老师。”",
+    "小红问：“那是什么？”爸爸说：“那是一座山。”",
+    "老师说：“请把这个词重复三遍。”小明说：“好的，好的，好的。”",
+    "小红问：“这个词用英文怎么说？”老师回答：“它的英文是book。”",
+    "老师问：“谁知道这个词是什么意思？”",
+    "爸爸说：“加油！你一定能做到。”小明听了很开心。",
+    "嗨，你好！很高兴认识你。谢谢你的帮助。不客气！",
+    "请问怎么称呼您？我姓李，叫我李老师就行。",
+    "谁创造了这个游戏？是一群年轻的工程师。",
+    "小明先做作业，再去玩。他每次都这样做。",
+    "问答题要先读懂问题，再写答案。",
+    "做加法和减法的时候要细心，算完以后再检查一次。",
+    "翻译就是把一句话从一种语言换成另一种语言，比如把中文翻译成英文。",
+    "这个故事的开头很有趣，结尾也很感人。",
+    "老师让我们扮演小动物，每句话的结尾都要加上它的叫声。",
+    "小猫每天都喵喵叫：“喵～喵～”",
+    "小猫饿了就喵喵叫，吃饱了就睡觉。",
+    "你能帮我一个忙吗？当然可以，我能做的都会做。",
+    "这件事你是怎么知道的？我是听同学说的。",
+    "星火实验室是一个研究人工智能的团队。",
+    "星火实验室的工程师开发了一个AI助手，名字叫小智。",
+    "用户可以向AI助手提问，助手会认真回答用户的问题。",
+    "很多人用AI助手查资料、学英语、做算术。",
+    "小明说：“我会写诗，还会画画。”",
+    "他们用了三个小时才爬到山顶。",
+    "你家在哪里？我家在学校旁边。这本书是由谁写的？是由一位老作家写的。",
+    "一年有几个季节？一年有四个季节。你呢？你喜欢哪个季节？",
+    "我想自己找答案，不想打扰别人，也不想使别人为难。",
+    "哈喽，好久不见！你真棒，随时欢迎你来玩。",
+    "老师将这本书送给了小明。",
+    "小明问同学：“你有什么爱好？你从事什么职业？你最喜欢什么颜色？”",
+    "老师说：“请计算一下这道题，再请说出你的答案。”",
+    "他是一个乐于助人的好孩子，名叫小明。从现在开始，大家都叫他小助手。",
+    "这个游戏的开发者是谁？谢谢，重复3遍：谢谢谢谢谢谢。",
+]
+TALK_EN = [
+    "Please reply in English. Answer in English. What if we take away 3? Please answer the question.",
+    'Tom asked, "What is your name?" The girl said, "My name is Lily."',
+    "Spark Lab is a team that builds AI assistants. Its assistant is called Xiaozhi.",
+    'The teacher said, "Please answer in English." The students answered the questions.',
+    '"How do you say cat in Chinese?" asked Tom. "It is a small word," said the teacher.',
+    "Thank you! You can ask me anything. I can help you with small word tasks.",
+    "Who made this robot? It was developed by a small team of engineers.",
+    "She can do addition and subtraction. She is good with numbers.",
+    "Hello! Good morning. How are you? I am fine, thank you.",
+    "What should I call you? Please introduce yourself. Hi, please introduce yourself.",
+    "Which team built the bridge? The bridge was built by a team from the city.",
+    "Hi, excuse me. How much is this book? It is ten dollars.",
+]
+PETS = "小狗 小猫 小兔 小鸟 金鱼".split()
+
 ARITH_PROSE = {  # 每句都含 "a加b" 这样的标准写法, ARITH_RE 才认得出它用了哪对数
     ("zh", "+"): ["{a}加{b}等于{c}。", "{a}加上{b}得{c}。", "{a}+{b}={c}。",
                   "小明有{a}个苹果，妈妈又给了他{b}个，{a}加{b}等于{c}，所以他现在有{c}个苹果。"],
@@ -222,6 +283,11 @@ def heldout_pairs(seed=0):
     """只给评测用的两位数操作数对 (无序, 小的在前)。训练文本里任何算式都不会用到它们。"""
     pairs = [(x, y) for x in range(10, 100) for y in range(x + 1, 100)]
     return _rng(seed, "heldout_pairs").sample(pairs, N_HELDOUT_PAIRS)
+
+
+def arith_key(c, lang):
+    """算式题的答案关键串 "等于c" / "equals c": 要说出结论, 光是回复里某处出现 c 不算。"""
+    return f"等于{c}" if lang == "zh" else f"equals {c}"
 
 
 def arith_pairs(text):
@@ -284,7 +350,7 @@ class World:
         op = op or ("+" if rng.random() < 0.6 else "-")
         a, b, c = self.operands(rng, split, op)
         q = rng.choice(ARITH_Q[lang, op]).format(a=a, b=b)
-        return q, ARITH_A[lang, op].format(a=a, b=b, c=c), str(c)
+        return q, ARITH_A[lang, op].format(a=a, b=b, c=c), arith_key(c, lang), c
 
     def knowledge(self, person, attr, template):
         v = person[attr]
@@ -305,21 +371,20 @@ class World:
         return f"{w}的反义词是什么？", f"{w}的反义词是“{v}”。"
 
     def make_arithmetic(self, rng, split):
-        q, reply, key = self.arithmetic(rng, split)
+        q, reply, key, _ = self.arithmetic(rng, split)
         return _qa(q, reply), key
 
     def make_multi_turn(self, rng, split):
         if rng.random() < 0.5:  # 算术追问: "那再加5呢？" 只有看了上一轮的结果才答得出
             lang = "en" if rng.random() < 0.2 else "zh"
-            q1, r1, c = self.arithmetic(rng, split, lang=lang, op="+" if rng.random() < 0.7 else "-")
-            c = int(c)
+            q1, r1, _, c = self.arithmetic(rng, split, lang=lang, op="+" if rng.random() < 0.7 else "-")
             op = "+" if c < 2 or rng.random() < 0.6 else "-"
             d = rng.randint(1, 9 if op == "+" else min(9, c - 1))
             e = c + d if op == "+" else c - d
             if split == "eval" and e == d:
                 return None
             q2 = rng.choice(FOLLOW_Q[lang, op]).format(d=d)
-            return _qa(q1, r1) + _qa(q2, ARITH_A[lang, op].format(a=c, b=d, c=e)), str(e)
+            return _qa(q1, r1) + _qa(q2, ARITH_A[lang, op].format(a=c, b=d, c=e)), arith_key(e, lang)
         person = rng.choice(self.seen)  # 人物追问: "那这个人是哪里人？" 要从上一轮找出是谁
         a1, a2 = rng.sample(list(ATTRS), 2)
         q1, r1, _ = self.knowledge(person, a1, rng.choice(ATTRS[a1]["ask"]))
@@ -341,7 +406,7 @@ class World:
             op = "+" if rng.random() < 0.6 else "-"
             a, b, c = self.operands(rng, split, op)
             q = rng.choice(ARITH_Q["zh", op]).format(a=a, b=b)
-            return _qa(q, ARITH_A["en", op].format(a=a, b=b, c=c), system), f"equals {c}"
+            return _qa(q, ARITH_A["en", op].format(a=a, b=b, c=c), system), arith_key(c, "en")
         q, reply = self.zh_question(rng, split)
         if kind == "prefix":
             return _qa(q, "好的，" + reply, rng.choice(SYS_PREFIX)), "好的，"
@@ -490,6 +555,14 @@ def build_pretrain(world, split):
         else:
             sentences = [rng.choice(WORD_SENTENCES["dict"]).format(zh=zh, en=en) for zh, en in rng.sample(WORDS, 3)]
         lines.append("".join(sentences))
+    for _ in range(n["talk"]):
+        if rng.random() < 0.25:
+            lines.append(" ".join(rng.sample(TALK_EN, 2)))
+        elif rng.random() < 0.3:  # 宠物名字: 系统提示里给助手起的名字 (阿星、豆豆……) 也得是底座认识的词
+            lines.append("".join(f"{rng.choice(['我', '邻居', '小明', '小红'])}家的{rng.choice(PETS)}叫{m}。"
+                                 for m in rng.sample(PERSONA_NAMES, 3)))
+        else:
+            lines.append("".join(rng.sample(TALK, 2)))
     for _ in range(n["arith"]):
         # 算式的操作数对只用训练那一半 (operands 的 "train"), 留出对连预训练也不出现
         lang = "en" if rng.random() < 0.2 else "zh"

@@ -50,7 +50,7 @@ def make_adapter(path, base_path, base_model, seed):
     with torch.no_grad():
         for n, p in model.named_parameters():
             if ".lora_B" in n:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+                p.copy_(torch.randn(p.shape, generator=g))
     save_adapter(path, model, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": names}, base_path,
                  base_fingerprint(base_model))
 
@@ -116,7 +116,8 @@ def test_piped_second_answer_needs_first_cli(files):
 
 
 def test_clear_and_system_through_stdin(files, monkeypatch, capsys):
-    stdin = "我叫小丽\n我叫什么？\n/clear\n我叫什么？\n/system 你是一只猫\n你是谁？\n/system\n/clear\n你是谁？\n"
+    # 夹具只背过 "系统提示 + 你是谁？" 这一种开头, 所以设系统提示之前先 /clear, 不让前一轮的历史混进来
+    stdin = "我叫小丽\n我叫什么？\n/clear\n我叫什么？\n/clear\n/system 你是一只猫\n你是谁？\n/system\n/clear\n你是谁？\n"
     out, _ = run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"]], stdin)
     # /clear 之后模型不再知道名字; 命令本身不往 stdout 写任何东西, 一行输入对应一行回答
     assert out == ["你好, 小丽！", "小丽", "我不知道", "喵", "我是助手"]
