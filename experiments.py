@@ -93,8 +93,8 @@ def exp_lr(fresh):
     runs = {}
     for lr in ("1e-4", "3e-4", "1e-3"):
         runs[("全参数 SFT", lr)] = train(f"sft_full_lr{lr}" if lr != "1e-4" else "sft_full", "train_sft.py", "--lr", lr, fresh=fresh)
-    for lr in ("1e-3", "3e-3", "1e-2"):
-        runs[("LoRA r=8 q,v", lr)] = train(f"lora_qv_r8_lr{lr}" if lr != "1e-3" else "lora_qv_r8", "train_lora.py", "--lr", lr, fresh=fresh)
+    for lr in ("1e-3", "3e-3", "1e-2", "3e-2"):
+        runs[("LoRA r=8 q,v", lr)] = train(f"lora_qv_r8_lr{lr}" if lr != "1e-2" else "lora_qv_r8", "train_lora.py", "--lr", lr, fresh=fresh)
     ev = evaluate([BASE] + [m["path"] for m in runs.values()], "lr")
     rows = [["底座 (未微调)", "-", pct(ev[BASE]["overall"]), pct(ev[BASE]["categories"]["knowledge_unlock"]), f"{ev[BASE]['pretrain_ppl']:.2f}"]]
     rows += [[name, lr, pct(ev[m["path"]]["overall"]), pct(ev[m["path"]]["categories"]["knowledge_unlock"]),
@@ -155,12 +155,30 @@ def exp_adapters(fresh):
 
 
 def exp_probe(fresh):
-    """knowledge_unlock 的失败在哪一步: 直接问 vs 把参考答案的开头 (如 "姚伟芳最喜欢的颜色是") 强制喂给模型再让它接着写。
-    后者答对, 说明知识还在模型里, 失败在 "读懂问题、抄对名字" 这一步。"""
+    """知识在哪里、卡在哪一步。
+
+    1. 底座记住了多少: 对每个人、每个属性, 把回答句式的开头 (如 "姚伟芳最喜欢的颜色是") 喂给底座, 看它接出的是不是
+       正确的属性值。SFT 见过的人和只在预训练里出现的人 (knowledge_unlock) 分开统计。
+    2. SFT 模型的 knowledge_unlock: 直接问 vs 强制给出参考答案的开头。两者相差越多, 失败越是在 "读懂问题、抄对名字",
+       而不在记忆。
+    """
     import torch
     from checkpoint import load_model
     from data import render_chat
     from evaluate import load_eval_records, score
+    from sample_data import ATTRS, make_people
+    base, tok, _ = load_model(BASE)
+    recall = {}
+    with torch.inference_mode():
+        for p in make_people():
+            for attr, spec in ATTRS.items():
+                prefix = spec["answer"].split("{v}")[0].format(n=p["name"])
+                out = tok.decode(list(base.generate([tok.eot_id] + tok.encode(prefix), 6, temperature=0, eos_id=tok.eot_id)))
+                recall.setdefault(("SFT 见过的人" if p["seen"] else "只在预训练里的人", attr), []).append(out.startswith(p[attr]))
+    groups = list(dict.fromkeys(g for g, _ in recall))
+    rows = [[g] + [pct(sum(recall[g, a]) / len(recall[g, a])) for a in ATTRS] for g in groups]
+    md = table(["底座接对属性值 (每组 100 人)"] + list(ATTRS), rows)
+
     sft = train("sft_full", "train_sft.py", fresh=fresh)
     model, tok, _ = load_model(sft["path"])
     recs = [r for r in load_eval_records("data/sft_eval.jsonl") if r["category"] == "knowledge_unlock"]
@@ -176,7 +194,10 @@ def exp_probe(fresh):
         direct += score(a, r["answer"])
         forced += score(prefix + b, r["answer"])
     rows = [["直接提问", pct(direct / len(recs))], ["强制给出参考答案的开头", pct(forced / len(recs))]]
-    return table([f"全参数 SFT, knowledge_unlock ({len(recs)} 题)", "答对"], rows), {"direct": direct, "forced": forced, "n": len(recs)}
+    md += "\n\n" + table([f"全参数 SFT, knowledge_unlock ({len(recs)} 题)", "答对"], rows)
+    raw = {"base_recall": {f"{g}/{a}": sum(v) / len(v) for (g, a), v in recall.items()},
+           "direct": direct, "forced": forced, "n": len(recs)}
+    return md, raw
 
 
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
