@@ -38,7 +38,7 @@ def main():
         raise SystemExit("错误: LoRA 需要一个训练好的底座 (--init checkpoints/base_model.pt); 随机底座上的低秩旁路学不到什么")
 
     # 1. 底座与数据
-    model, tokenizer = load_start(args)
+    model, tokenizer = load_start(args, allow_scratch=False)
     fingerprint = base_fingerprint(model)  # 在套 LoRA 之前记下底座的指纹
     max_length = min(args.max_length, model.config.max_seq_len)
     train_set, eval_set = load_sft_data(args, tokenizer, max_length)

@@ -37,14 +37,15 @@ def add_sft_args(p):
     return g
 
 
-def load_start(args):
-    """起点: (model, tokenizer)。底座不存在时给出一行提示。"""
+def load_start(args, allow_scratch=True):
+    """起点: (model, tokenizer)。底座不存在时给出一行提示 (LoRA 不能从随机权重开始, 就不提 --init scratch)。"""
     if args.init == "scratch":
         tokenizer = data.load_tokenizer()
         torch.manual_seed(args.seed)
         return GPT(get_config(args.preset, vocab_size=tokenizer.vocab_size)), tokenizer
     if not os.path.exists(args.init):
-        raise SystemExit(f"错误: 找不到底座模型 {args.init}。先运行 python pretrain.py 训练一个, 或用 --init scratch 从随机权重开始")
+        hint = ", 或用 --init scratch 从随机权重开始" if allow_scratch else ""
+        raise SystemExit(f"错误: 找不到底座模型 {args.init}。先运行 python pretrain.py 训练一个{hint}")
     return build_model(load_checkpoint(args.init, kinds=("model",)))
 
 
