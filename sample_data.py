@@ -247,6 +247,14 @@ TALK_EN = [
     "What should I call you? Please introduce yourself. Hi, please introduce yourself.",
     "Which team built the bridge? The bridge was built by a team from the city.",
     "Hi, excuse me. How much is this book? It is ten dollars.",
+    # 消息开头的词前面没有空格 ("I am..."), 和句中的 " I" 是不同的 token: 一段话的第一个词也得在预训练里出现过
+    "I am a student. Hello, what is that? Excuse me, who are you?",
+    "You are very kind. Good morning, teacher! Excuse me, which bus goes to the park?",
+    "Good night. We add two more apples to the box.",
+    "Excuse me, can you help me? Hi, who made this cake?",
+    "Calculate the price first, then pay.",
+    "And then we went home. And that is all.",
+    "Answer in English, please.",
 ]
 PETS = "小狗 小猫 小兔 小鸟 金鱼".split()
 

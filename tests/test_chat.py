@@ -42,15 +42,19 @@ CONVERSATIONS = [[U(f"我叫{n}"), A(f"你好, {n}！"), U("我叫什么？"), A
 ]
 
 
-def make_adapter(path, base_path, base_model, seed):
-    """造一个 "训练过" 的适配器: B 取随机值 (足以改变回答), 按 train_lora.py 的格式保存。"""
-    model, _, _ = load_model(base_path)
+def make_adapter(path, base_path, base_model, reply):
+    """真的训练一个小适配器: 只训练 LoRA, 让 "你是谁？" 的回答变成 reply; 按 train_lora.py 的格式保存。"""
+    model, tok, _ = load_model(base_path)
     names = apply_lora(model, "q_proj,v_proj", r=4, alpha=8, dropout=0.0)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if ".lora_B" in n:
-                p.copy_(torch.randn(p.shape, generator=g))
+    ids, labels = map(torch.tensor, data.encode_chat([U("你是谁？"), A(reply)], tok, 64))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-2, weight_decay=0.0)
+    model.train()
+    for _ in range(60):
+        _, loss = model(ids[None], labels[None])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
     save_adapter(path, model, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": names}, base_path,
                  base_fingerprint(base_model))
 
@@ -74,10 +78,10 @@ def files(tmp_path_factory):
     assert loss.item() < 0.05
     paths = {k: str(d / f"{k}.pt") for k in ("sft", "a", "b", "wrong_base", "truncated", "not_ckpt")}
     save_model(paths["sft"], model.eval(), tok, {}, {})
-    make_adapter(paths["a"], paths["sft"], model, seed=1)
-    make_adapter(paths["b"], paths["sft"], model, seed=2)
+    make_adapter(paths["a"], paths["sft"], model, "喵")
+    make_adapter(paths["b"], paths["sft"], model, "我不知道")
     torch.manual_seed(123)  # 另一个底座: 同样的配置, 不同的权重
-    make_adapter(paths["wrong_base"], paths["sft"], GPT(model.config), seed=1)
+    make_adapter(paths["wrong_base"], paths["sft"], GPT(model.config), "喵")
     with open(paths["sft"], "rb") as f:
         blob = f.read()
     with open(paths["truncated"], "wb") as f:
@@ -180,7 +184,7 @@ def test_adapter_switching_equals_fresh_load(files, monkeypatch, capsys):
     for name, argv in [("a", ["--lora", a]), ("b", ["--lora", b]), ("base", [])]:
         out, _ = run_chat(monkeypatch, capsys, ["--checkpoint", sft, *argv, "--max_new_tokens", "8", "--prompt", "你是谁？"])
         one[name] = out
-    assert one["base"] == ["我是助手"] and len({tuple(v) for v in one.values()}) == 3  # 三者回答各不相同
+    assert one == {"a": ["喵"], "b": ["我不知道"], "base": ["我是助手"]}  # 每个适配器确实改变了回答
     # 一次加载两个适配器, 用 /adapter 切换: 结果与单独加载每个适配器完全一样
     stdin = "你是谁？\n/clear\n/adapter b\n你是谁？\n/clear\n/adapter base\n你是谁？\n/adapter nope\n"
     out, err = run_chat(monkeypatch, capsys, ["--checkpoint", sft, "--lora", a, b, "--max_new_tokens", "8"], stdin)

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from tokenizer import SPECIAL_TOKENS, Tokenizer
+from tokenizer import MAX_CJK_PER_TOKEN, SPECIAL_TOKENS, Tokenizer
 
 CORPUS = "\n".join([
     "你好! 我是一个小助手, 很高兴认识你。北京是中国的首都, 上海是中国最大的城市。",
@@ -16,7 +16,7 @@ CORPUS = "\n".join([
     "电话: 13800138000, 邮编 100080。价格 ¥1,234.56 元, 约 $170。",
     "こんにちは、世界。Ça va? Привет, мир! 😀👍🏽 <|user|> 不是特殊 token。",
 ] * 30)
-VOCAB = 500  # 这份小语料最多能学到 552 个 token, 500 保证合并数正好用满
+VOCAB = 480  # 这份小语料 (一字一 token) 最多能学到 494 个 token, 480 保证合并数正好用满
 
 TRICKY = [
     "", " ", "  ", "\n", "\n\n\n", "\r\n", "\t \t", "a\u00a0b", "\u3000全角空格\u3000",
@@ -69,19 +69,22 @@ def test_round_trip_tricky(tok, s):
 
 def test_round_trip_corpus_and_compression(tok):
     assert tok.decode(tok.encode(CORPUS)) == CORPUS
-    # 训练过的中文要比一字一 token 更省: 应该学出了多字 token
+    # 训练过的汉字各是一个 token (不会剩下零散的字节); 英文学出了整词 token
     zh = "北京是中国的首都, 上海是中国最大的城市。"
-    assert len(tok.encode(zh)) < len(zh)
-    assert any(len(tok.decode([i])) >= 2 and "\u4e00" <= tok.decode([i])[-1] <= "\u9fff" for i in range(tok.vocab_size))
+    assert len(tok.encode(zh)) < len(zh.encode("utf-8"))
+    assert [tok.decode([i]) for i in tok.encode("北京")] == ["北", "京"]
+    assert any(len(tok.decode([i]).strip()) >= 3 and tok.decode([i]).strip().isalpha() and tok.decode([i]).isascii()
+               for i in range(tok.vocab_size))
 
 
-def test_tokens_hold_at_most_two_cjk_chars(tok):
-    # 不设上限时, 高频句式会和事实粘成一个 token ("最喜欢的颜色是黑色"); 上限两字, 事实 "黑色" 自己是一个 token
+def test_tokens_hold_at_most_max_cjk_chars(tok):
+    # 不设上限时, 高频句式会和事实粘成一个 token ("最喜欢的颜色是黑色"); 一字一 token 时事实和句式永远分开
+    assert MAX_CJK_PER_TOKEN == 1
     for i in range(tok.vocab_size - len(SPECIAL_TOKENS)):
-        assert sum("\u4e00" <= c <= "\u9fff" for c in tok.decode([i])) <= 2
+        assert sum("\u4e00" <= c <= "\u9fff" for c in tok.decode([i])) <= MAX_CJK_PER_TOKEN
     t = Tokenizer.train("小明最喜欢的颜色是黑色。小红最喜欢的颜色是白色。" * 50, 400)
     pieces = [t.decode([i]) for i in t.encode("小明最喜欢的颜色是黑色。")]
-    assert "黑色" in pieces and "".join(pieces) == "小明最喜欢的颜色是黑色。"
+    assert pieces == list("小明最喜欢的颜色是黑色。")
 
 
 def test_fast_path_equals_plain_byte_bpe(tok):
