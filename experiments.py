@@ -10,6 +10,7 @@
     python experiments.py ablation   # SFT 从零开始 (--init scratch) 与不做掩码 (--no_mask)
     python experiments.py adapters   # 同一个底座上的两个适配器 (普通 / 猫咪口吻), 在 chat.py 里切换
     python experiments.py probe      # knowledge_unlock 失败在哪: 直接问 vs 强制给出答案开头
+    python experiments.py arithmetic # 只练算术要多少训练才学得会 (约 10 分钟)
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -39,12 +40,12 @@ def train(name, script, *flags, fresh=False):
     return {**ckpt["metrics"], "path": out, "file_mb": os.path.getsize(out) / 2**20}
 
 
-def evaluate(paths, name):
-    """evaluate.py 评估一组模型, 返回 {路径: 结果}。"""
+def evaluate(paths, name, *flags):
+    """evaluate.py 评估一组模型 (flags: 其他参数, 如 --data_path), 返回 {路径: 结果}。"""
     out = os.path.join(RUNS, f"eval_{name}.json")
-    print(f"== 评估: python evaluate.py {' '.join(paths)}", flush=True)
+    print(f"== 评估: python evaluate.py {' '.join([*paths, *flags])}", flush=True)
     with open(os.path.join(RUNS, f"eval_{name}.out"), "w") as log:  # 进度条和报告放进日志, 终端只留表格
-        r = subprocess.run([sys.executable, "evaluate.py", *paths, "--samples", "0", "--json", out],
+        r = subprocess.run([sys.executable, "evaluate.py", *paths, *flags, "--samples", "0", "--json", out],
                            stdout=log, stderr=subprocess.STDOUT)
     if r.returncode != 0:
         raise SystemExit(f"错误: evaluate.py 失败 (退出码 {r.returncode}), 详见 {RUNS}/eval_{name}.out")
@@ -203,8 +204,39 @@ def exp_probe(fresh):
     return md, raw
 
 
+def exp_arithmetic(fresh, n_train=20000, steps=3000):
+    """算术学得会吗? 只练两位数加减法: 20,000 道训练题 (同一个样例世界, 避开评估用的留出算式), 3,000 步 × 32 条,
+    学习率 1e-3 (算术题的训练次数约是课程 SFT 的 20 倍), 只在 arithmetic 这 120 道评估题上打分。"""
+    import random
+    from sample_data import World, arith_pairs
+    train_path, eval_path = os.path.join(RUNS, "sft_train_arith.jsonl"), os.path.join(RUNS, "sft_eval_arith.jsonl")
+    world, rng = World(0), random.Random("arithmetic-only")
+    with open(train_path, "w", encoding="utf-8") as f:
+        for _ in range(n_train):
+            conv, _ = world.make_arithmetic(rng, "train")
+            f.write(json.dumps({"conversations": conv, "category": "arithmetic"}, ensure_ascii=False) + "\n")
+    with open("data/sft_eval.jsonl", encoding="utf-8") as src:
+        evals = [line for line in src if json.loads(line).get("category") == "arithmetic"]
+    with open(eval_path, "w", encoding="utf-8") as f:
+        f.writelines(evals)
+    with open(train_path, encoding="utf-8") as f:
+        if arith_pairs(f.read()) & arith_pairs("".join(evals)):  # data/ 不是 seed 0 生成的: 留出算式对不上
+            raise SystemExit("错误: 算术训练题和 data/sft_eval.jsonl 的留出算式重叠。请用默认 seed 重新生成: python data.py --create_sample")
+    sft = train("sft_full", "train_sft.py", fresh=fresh)
+    arith = train("sft_arith_only", "train_sft.py", "--data_path", train_path, "--eval_path", eval_path,
+                  "--max_steps", str(steps), "--batch_size", "32", "--lr", "1e-3", fresh=fresh)
+    ev = evaluate([sft["path"], arith["path"]], "arithmetic", "--data_path", eval_path, "--ppl_blocks", "0")
+
+    def minutes(m):  # 旧版本训练出的 runs/*.pt 没有记录用时
+        return f"{m['train_s'] / 60:.1f} 分钟" if "train_s" in m else "-"
+    rows = [["全参数 SFT (课程默认: 混合数据 3 个 epoch, lr 1e-4)", f"{sft['steps']:,}", "16", minutes(sft),
+             pct(ev[sft["path"]]["overall"])],
+            [f"只练算术 ({n_train:,} 道题, lr 1e-3)", f"{arith['steps']:,}", "32", minutes(arith), pct(ev[arith["path"]]["overall"])]]
+    return table(["模型", "训练步数", "batch", "训练用时", "arithmetic (120 道留出算式)"], rows), {"runs": {"sft": sft, "arith": arith}, "eval": ev}
+
+
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
-               "probe": exp_probe}
+               "probe": exp_probe, "arithmetic": exp_arithmetic}
 
 
 def main():

@@ -5,7 +5,7 @@
   - sft_eval.jsonl: 约 600 条留出对话, 最后一轮 assistant 是参考回答, "answer" 是正确回复必须包含的关键串。
     类别: identity 身份与问候, arithmetic 加减法, knowledge 虚构人物的知识 (SFT 问过的人, 换了问法),
     knowledge_unlock 只在预训练文本里出现过的人, text_task 文字小任务, multi_turn 依赖上一轮的追问,
-    system_prompt 改变行为的系统提示。
+    system_prompt 改变行为的系统提示。训练集另有 greeting (报上名字打招呼, 回复要抄出名字; 不评测, 见 make_greeting)。
   - pretrain.txt / pretrain_eval.txt: 一行一段的普通文字, 供预训练和测困惑度。没有对话模板; 有日常的问句和对话
     (SFT 用到的每个字底座都得见过, 见 TALK), 但没有一句问到虚构人物。
   评测集的几条保证 (tests/test_sample_data.py 逐条检查):
@@ -29,7 +29,8 @@ ASSISTANT, ASSISTANT_EN, TEAM, TEAM_EN = "小智", "Xiaozhi", "星火实验室",
 N_PEOPLE = 200          # 一半在 SFT 里被问到, 另一半只出现在预训练文本里 (knowledge_unlock)
 BIOS_PER_PERSON = 8     # 每人几段不同的小传: 多种说法 + 属性顺序打乱, 事实才能在 SFT 之后被 "问出来"
 KNOWLEDGE_REPEATS = 4   # SFT 里每个 (人, 属性) 被问几次, 每次随机一种问法
-TRAIN_COUNTS = {"identity": 400, "arithmetic": 1500, "text_task": 700, "multi_turn": 400, "system_prompt": 500}
+TRAIN_COUNTS = {"identity": 400, "arithmetic": 1500, "text_task": 700, "multi_turn": 400, "system_prompt": 500,
+                "greeting": 400}  # greeting 只在训练里: 见 World.make_greeting
 EVAL_COUNTS = {"identity": 40, "arithmetic": 120, "knowledge": 100, "knowledge_unlock": 140,
                "text_task": 80, "multi_turn": 60, "system_prompt": 60}
 PRETRAIN_PARAGRAPHS = {"world": 200, "topic": 150, "arith": 200, "talk": 200, "english": 150, "words": 100}
@@ -256,6 +257,7 @@ TALK_EN = [
     "And then we went home. And that is all.",
     "Answer in English, please.",
 ]
+GREETING_Q = ["我叫{n}。", "你好，我叫{n}。", "我的名字是{n}。", "我是{n}，很高兴认识你。"]
 PETS = "小狗 小猫 小兔 小鸟 金鱼".split()
 
 ARITH_PROSE = {  # 每句都含 "a加b" 这样的标准写法, ARITH_RE 才认得出它用了哪对数
@@ -319,12 +321,14 @@ class World:
         self.people = make_people(seed)
         self.seen = [p for p in self.people if p["seen"]]
         self.unlock = [p for p in self.people if not p["seen"]]
+        self.surnames = sorted({p["name"][0] for p in self.people})
+        self.given = sorted({c for p in self.people for c in p["name"][1:]})
         self.heldout = heldout_pairs(seed)
         self.heldout_set = set(self.heldout)
         self.train_pairs = set()  # 训练文本 (SFT + 预训练) 里出现过的算式, 生成评测集之前填好
         # 每类对话一个 maker(rng, split) -> (对话, 答案关键串) 或 None (这次没抽成, 再来)
         self.makers = {"arithmetic": self.make_arithmetic, "multi_turn": self.make_multi_turn,
-                       "system_prompt": self.make_system_prompt}
+                       "system_prompt": self.make_system_prompt, "greeting": self.make_greeting}
         rng = _rng(seed, "pools")
         # 身份和文字任务的问法有限: 先整体打乱, 切出一份只给评测, 训练只从剩下的里抽 (可重复)
         for cat, pool in (("identity", identity_pool()), ("text_task", text_task_pool())):
@@ -381,6 +385,18 @@ class World:
     def make_arithmetic(self, rng, split):
         q, reply, key, _ = self.arithmetic(rng, split)
         return _qa(q, reply), key
+
+    def make_greeting(self, rng, split):
+        """"我叫X。" -> "你好，X！很高兴认识你。" X 是随机拼出的新名字 (不是 200 个虚构人物中的任何一个)。
+
+        为什么要有它: 知识问答的回答都以人名开头, 而 SFT 里只出现 100 个名字。开发时 (一字一 token 的分词器) 我们看到
+        knowledge_unlock 答错的 29 题里 28 题是把名字抄错了 (问 "韦轩文", 答成 SFT 见过的 "陶文俊"):
+        模型把 "抄名字" 学成了 "从见过的 100 个名字里挑一个"。几百个从没见过的名字逼它真的从问题里抄。"""
+        names = {p["name"] for p in self.people}
+        while True:  # 只用人物名字里出现过的字: 每个字底座都见过
+            name = rng.choice(self.surnames) + "".join(rng.sample(self.given, 2))
+            if name not in names:
+                return _qa(rng.choice(GREETING_Q).format(n=name), f"你好，{name}！很高兴认识你。"), name
 
     def make_multi_turn(self, rng, split):
         if rng.random() < 0.5:  # 算术追问: "那再加5呢？" 只有看了上一轮的结果才答得出

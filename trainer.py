@@ -210,6 +210,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         log.writerow(["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss"])
     from tqdm import tqdm
     bar = tqdm(total=total_steps, initial=step, disable=not main, dynamic_ncols=True, desc=os.path.basename(args.out))
+    start = time.time()
     try:
         while step < total_steps:
             t0 = time.time()
@@ -290,7 +291,8 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
             "trainable_params": sum(p.numel() for p in raw_model.parameters() if p.requires_grad),
             "optimizer_state_bytes": sum(t.numel() * t.element_size() for st in optimizer.state.values()
                                          for t in st.values() if torch.is_tensor(t) and t.dim() > 0),
-            "peak_mem_mb": peak_memory_mb(device), "step_s": times[len(times) // 2]}
+            "peak_mem_mb": peak_memory_mb(device), "step_s": times[len(times) // 2],
+            "train_s": time.time() - start}  # 这次运行的训练用时 (含定期验证; 续训时只算续上的这段)
 
 
 def peak_memory_mb(device):

@@ -96,6 +96,7 @@ def test_loop_lowers_loss(world, tmp_path):
     first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
     assert len(rows) == 60 and last < 0.6 * first
     assert os.path.exists(m["loss_png"]) and m["eval_loss"] is not None
+    assert m["steps"] == 60 and 0 < 30 * m["step_s"] <= m["train_s"]  # 一半的步不短于中位数, 总用时至少是它的 30 倍
 
 
 def test_grad_accum_equals_big_batch(world, tmp_path):
