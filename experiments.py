@@ -164,7 +164,7 @@ def exp_probe(fresh):
     1. 底座记住了多少: 对每个人、每个属性, 把回答句式的开头 (如 "姚伟芳最喜欢的颜色是") 喂给底座, 看它接出的是不是
        正确的属性值。SFT 见过的人和只在预训练里出现的人 (knowledge_unlock) 分开统计。
     2. SFT 模型的 knowledge_unlock: 直接问 vs 强制给出参考答案的开头。两者相差越多, 失败越是在 "读懂问题、抄对名字",
-       而不在记忆。
+       而不在记忆; 再数一数直接问答错的题里有几题连人名都抄错了。
     """
     import torch
     from checkpoint import load_model
@@ -186,7 +186,8 @@ def exp_probe(fresh):
     sft = train("sft_full", "train_sft.py", fresh=fresh)
     model, tok, _ = load_model(sft["path"])
     recs = [r for r in load_eval_records("data/sft_eval.jsonl") if r["category"] == "knowledge_unlock"]
-    direct = forced = 0
+    names = [p["name"] for p in make_people()]
+    direct = forced = miscopied = 0
     for r in recs:
         history, ref = r["conversations"][:-1], r["conversations"][-1]["content"]
         ids, _ = render_chat(history, tok, add_generation_prompt=True)
@@ -197,10 +198,14 @@ def exp_probe(fresh):
                             if t != tok.eot_id])
         direct += score(a, r["answer"])
         forced += score(prefix + b, r["answer"])
-    rows = [["直接提问", pct(direct / len(recs))], ["强制给出参考答案的开头", pct(forced / len(recs))]]
+        # 答错时, 回答是不是连问题里的人名都没抄对 (回答总以人名开头)
+        name = next(n for n in names if n in r["conversations"][-2]["content"])
+        miscopied += not score(a, r["answer"]) and not a.startswith(name)
+    rows = [["直接提问", pct(direct / len(recs))], ["强制给出参考答案的开头", pct(forced / len(recs))],
+            ["直接提问答错, 而且人名就抄错了", pct(miscopied / len(recs))]]
     md += "\n\n" + table([f"全参数 SFT, knowledge_unlock ({len(recs)} 题)", "答对"], rows)
     raw = {"base_recall": {f"{g}/{a}": sum(v) / len(v) for (g, a), v in recall.items()},
-           "direct": direct, "forced": forced, "n": len(recs)}
+           "direct": direct, "forced": forced, "miscopied": miscopied, "n": len(recs)}
     return md, raw
 
 
