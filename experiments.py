@@ -147,7 +147,8 @@ def exp_adapters(fresh):
             dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
     plain = train("lora_qv_r8", "train_lora.py", "--lora_r", "8", fresh=fresh)
     cat = train("lora_cat", "train_lora.py", "--lora_r", "8", "--data_path", cat_path, "--eval_path", "", fresh=fresh)
-    script = "你是谁？\n23加45等于多少？\n/adapter lora_cat\n你是谁？\n23加45等于多少？\n/adapter base\n你是谁？\n"
+    # 换适配器不清空对话历史; 先 /clear, 每个适配器都从一段新对话开始 (否则它会接着上一个适配器的对话往下说)
+    script = "你是谁？\n23加45等于多少？\n/clear\n/adapter lora_cat\n你是谁？\n23加45等于多少？\n/clear\n/adapter base\n你是谁？\n"
     cmd = [sys.executable, "chat.py", "--checkpoint", BASE, "--lora", plain["path"], cat["path"], "--temperature", "0",
            "--max_new_tokens", "40"]
     print(f"== printf '{script}' | python {' '.join(cmd[1:])}", flush=True)
