@@ -117,21 +117,26 @@ def exp_ablation(fresh):
     cats = list(next(iter(ev.values()))["categories"])
     rows = [[name, pct(ev[m["path"]]["overall"])] + [pct(ev[m["path"]]["categories"][c]) for c in cats]
             + [pct(ev[m["path"]]["stop_rate"]), pct(speaks[m["path"]])] for name, m in runs.items()]
-    return table(["模型", "总体"] + cats + ["停止率", "不停时替用户说话"], rows), {"runs": runs, "eval": ev, "speaks": speaks}
+    return table(["模型", "总体"] + cats + ["停止率", "不停时自己写下一轮"], rows), {"runs": runs, "eval": ev, "speaks": speaks}
 
 
 def speaks_for_user(path, n=100, max_new_tokens=48):
-    """不在 <|endoftext|> 处停下、让模型一直写下去时, 有多少回答里它自己写出了 <|user|> (开始替用户说话)。"""
+    """不在 <|endoftext|> 处停下、让模型一直写下去时, 有多少回答在自己的结束符之后又写出一个角色标签, 开始下一轮对话。
+
+    不只数 <|user|>: 底座从没见过这几个角色标签, 它们的 embedding 几乎一样, 不做掩码的模型常常用 <|assistant|> 开头,
+    写的却是用户的追问 ("那这个人有什么爱好？")。做了掩码的模型在结束符之后只会像底座那样续写一段普通文字。"""
     import torch
     from checkpoint import load_model
     from data import load_conversations, render_chat
     model, tok, _ = load_model(path)
+    roles = {tok.user_id, tok.assistant_id, tok.system_id}
     hits = 0
     for messages in load_conversations("data/sft_eval.jsonl", quiet=True)[:n]:
         ids, _ = render_chat(messages[:-1], tok, add_generation_prompt=True)
         with torch.inference_mode():
             out = list(model.generate(ids, max_new_tokens=max_new_tokens, temperature=0, eos_id=None))
-        hits += tok.user_id in out
+        after = out[out.index(tok.eot_id) + 1:] if tok.eot_id in out else []
+        hits += bool(roles & set(after))
     return hits / n
 
 
