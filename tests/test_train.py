@@ -308,7 +308,10 @@ def test_interrupt_then_resume(base, tmp_path, sig):
     out = str(tmp_path / "m.pt")
     args = [sys.executable, os.path.join(ROOT, "train_sft.py"), "--device", "cpu", "--batch_size", "8",
             "--max_steps", "100000", "--save_interval", "3", "--out", out]
-    proc = subprocess.Popen(args, cwd=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # 子进程的 SIGINT 恢复成默认处理: 在后台 (sh -c '... &') 跑测试时, shell 让后台进程忽略 SIGINT, Python 就不会装上
+    # 产生 KeyboardInterrupt 的处理函数, Ctrl-C 变成无事发生 (在终端里按 Ctrl-C 时不会这样)
+    proc = subprocess.Popen(args, cwd=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(str(tmp_path / "m.resume.pt"))
     time.sleep(0.3)
     proc.send_signal(sig)
