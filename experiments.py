@@ -10,7 +10,7 @@
     python experiments.py ablation   # SFT 从零开始 (--init scratch) 与不做掩码 (--no_mask)
     python experiments.py adapters   # 同一个底座上的两个适配器 (普通 / 猫咪口吻), 在 chat.py 里切换
     python experiments.py probe      # knowledge_unlock 失败在哪: 直接问 vs 强制给出答案开头
-    python experiments.py arithmetic # 只练算术要多少训练才学得会 (约 10 分钟)
+    python experiments.py arithmetic # 只练算术要多少训练才学得会 (训练比整节课还长)
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -222,17 +222,16 @@ def exp_arithmetic(fresh, n_train=20000, steps=3000):
     from sample_data import World, arith_pairs
     train_path, eval_path = os.path.join(RUNS, "sft_train_arith.jsonl"), os.path.join(RUNS, "sft_eval_arith.jsonl")
     world, rng = World(0), random.Random("arithmetic-only")
+    lines = [json.dumps({"conversations": world.make_arithmetic(rng, "train")[0], "category": "arithmetic"},
+                        ensure_ascii=False) + "\n" for _ in range(n_train)]
     with open(train_path, "w", encoding="utf-8") as f:
-        for _ in range(n_train):
-            conv, _ = world.make_arithmetic(rng, "train")
-            f.write(json.dumps({"conversations": conv, "category": "arithmetic"}, ensure_ascii=False) + "\n")
+        f.writelines(lines)
     with open("data/sft_eval.jsonl", encoding="utf-8") as src:
         evals = [line for line in src if json.loads(line).get("category") == "arithmetic"]
     with open(eval_path, "w", encoding="utf-8") as f:
         f.writelines(evals)
-    with open(train_path, encoding="utf-8") as f:
-        if arith_pairs(f.read()) & arith_pairs("".join(evals)):  # data/ 不是 seed 0 生成的: 留出算式对不上
-            raise SystemExit("错误: 算术训练题和 data/sft_eval.jsonl 的留出算式重叠。请用默认 seed 重新生成: python data.py --create_sample")
+    if arith_pairs("".join(lines)) & arith_pairs("".join(evals)):  # data/ 不是 seed 0 生成的: 留出算式对不上
+        raise SystemExit("错误: 算术训练题和 data/sft_eval.jsonl 的留出算式重叠。请用默认 seed 重新生成: python data.py --create_sample")
     sft = train("sft_full", "train_sft.py", fresh=fresh)
     arith = train("sft_arith_only", "train_sft.py", "--data_path", train_path, "--eval_path", eval_path,
                   "--max_steps", str(steps), "--batch_size", "32", "--lr", "1e-3", fresh=fresh)

@@ -321,6 +321,7 @@ class World:
         self.people = make_people(seed)
         self.seen = [p for p in self.people if p["seen"]]
         self.unlock = [p for p in self.people if not p["seen"]]
+        self.names = {p["name"] for p in self.people}
         self.surnames = sorted({p["name"][0] for p in self.people})
         self.given = sorted({c for p in self.people for c in p["name"][1:]})
         self.heldout = heldout_pairs(seed)
@@ -392,10 +393,9 @@ class World:
         为什么要有它: 知识问答的回答都以人名开头, 而 SFT 里只出现 100 个名字。开发时 (一字一 token 的分词器) 我们看到
         knowledge_unlock 答错的 29 题里 28 题是把名字抄错了 (问 "韦轩文", 答成 SFT 见过的 "陶文俊"):
         模型把 "抄名字" 学成了 "从见过的 100 个名字里挑一个"。几百个从没见过的名字逼它真的从问题里抄。"""
-        names = {p["name"] for p in self.people}
         while True:  # 只用人物名字里出现过的字: 每个字底座都见过
             name = rng.choice(self.surnames) + "".join(rng.sample(self.given, 2))
-            if name not in names:
+            if name not in self.names:
                 return _qa(rng.choice(GREETING_Q).format(n=name), f"你好，{name}！很高兴认识你。"), name
 
     def make_multi_turn(self, rng, split):
