@@ -12,7 +12,8 @@
 不做什么:
   - 不请另一个大模型当裁判, 也不算 BLEU/ROUGE: 示例世界里每个问题都有一个确定的关键答案, "包含即对"
     就够了, 而且谁都看得懂为什么对、为什么错。代价是把一串数字全说一遍的回复也可能蒙对, 所以要同时看样例。
-  - 不做批量生成: 一次答一题, 靠 KV cache 提速, 代码最简单。
+  - 不做批量生成: 一次答一题, 靠 KV cache 提速, 代码最简单。一次答一题只用得上一个 CPU 核,
+    所以给了几个 checkpoint 时, CPU 上每个 checkpoint 一个进程同时评估。
   - 不同分词器下的困惑度不能直接比较 (每个 token 的含义不同); 本课所有模型共用 data/tokenizer.json。
 
 用法:
@@ -23,8 +24,11 @@
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import re
+import signal
+import threading
 import time
 import unicodedata
 from collections import Counter
@@ -75,7 +79,7 @@ def load_eval_records(path, limit=None):
             for rec, messages in pairs[:limit]]
 
 
-def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, progress=True):
+def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, progress=True, position=None):
     """逐条贪心回答并打分。
 
     records: load_eval_records 的输出 (最后一条 assistant 消息是参考回复, 不会给模型看)。
@@ -90,7 +94,7 @@ def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, prog
     results = []
     # inference_mode 不记录计算图, 比 no_grad 更省; 整个循环只进入一次, 每条记录的额外开销只剩拼 prompt 和解码
     with torch.inference_mode():
-        for rec in tqdm(records, desc=desc, disable=not progress, leave=False):
+        for rec in tqdm(records, desc=desc, disable=not progress, leave=False, position=position):
             messages = rec["conversations"]
             history = messages[:-1] if messages[-1]["role"] == "assistant" else messages
             prompt = data.render_chat(history, tokenizer, add_generation_prompt=True)[0]
@@ -172,6 +176,33 @@ def print_samples(results, n, max_new_tokens):
         print(f"      期望包含: {r['answer']}  回答({mark}): {r['reply']!r}{cut}")
 
 
+def _init_worker():
+    """并行评估的子进程: 忽略 Ctrl-C (由父进程收到后立即终止子进程); tqdm 换成线程锁, 被终止时不会留下进程间信号量。"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())
+
+
+def evaluate_checkpoint(name, path, lora, records, args, device, position=None):
+    """评估一个 checkpoint: 加载、答完评估集、算困惑度。返回 evaluate_model 的结果加上 pretrain_ppl 和用时 (秒)。
+
+    position 不是 None 时, 这是并行评估的一个子进程: 只用一个线程 (一个进程一个核), 进度条画在第 position 行;
+    出错时返回那一行错误信息而不是抛出 SystemExit (进程池里的 SystemExit 会让父进程一直等下去)。
+    """
+    if position is not None:
+        torch.set_num_threads(1)
+    t0 = time.time()
+    try:
+        model, tokenizer = load_model(path, torch.device(device), lora=lora)[:2]
+        s = evaluate_model(model, tokenizer, records, args.max_new_tokens, desc=name, position=position)
+        s["pretrain_ppl"] = perplexity(model, tokenizer, args.ppl_path, args.ppl_blocks) if args.ppl_blocks else None
+    except SystemExit as e:
+        if position is None:
+            raise
+        return str(e)
+    s["seconds"] = time.time() - t0
+    return s
+
+
 def main():
     p = argparse.ArgumentParser(description="评估模型: 评估集准确率 (分类别)、停止率、预训练文本困惑度, 多个 checkpoint 并排比较")
     p.add_argument("checkpoints", nargs="*", help="完整模型或 LoRA 适配器的路径, 可以给多个 (默认: checkpoints/ 下已有的 base_model.pt、sft_model.pt、lora_adapter.pt)")
@@ -204,19 +235,34 @@ def main():
     if args.ppl_blocks and not os.path.exists(args.ppl_path):
         raise SystemExit(f"错误: 找不到 {args.ppl_path}。先运行 python data.py --create_sample, 或用 --ppl_blocks 0 跳过困惑度")
     device = pick_device(args.device)
-    models = {}
     for path in paths:
-        name = f"{path}+{args.lora}" if args.lora else path
-        models[name] = load_model(path, device, lora=args.lora)[:2]
-    print(f"评估集 {args.data_path}: {len(records)} 条; 设备 {device}; 贪心生成, 每条最多 {args.max_new_tokens} token")
-
+        load_model(path, device, lora=args.lora)
+    jobs = [(f"{path}+{args.lora}" if args.lora else path, path) for path in paths]
+    # CPU 上逐 token 解码只用得上一个核 (见 evaluate_model), 所以几个 checkpoint 各开一个进程同时评估:
+    # 2 核机器上, 整节课评估三个模型的时间差不多减半。GPU 上一个进程就能把卡用满, 照旧一个接一个。
+    workers = min(len(jobs), os.cpu_count() or 1) if device.type == "cpu" else 1
+    print(f"评估集 {args.data_path}: {len(records)} 条; 设备 {device}"
+          + (f", {workers} 个进程并行" if workers > 1 else "") + f"; 贪心生成, 每条最多 {args.max_new_tokens} token")
+    tasks = [(name, path, args.lora, records, args, str(device), i if workers > 1 else None)
+             for i, (name, path) in enumerate(jobs)]
+    if workers > 1:
+        # spawn: 子进程从头导入 torch, 不继承父进程的线程池 (fork 一个已经开过 OpenMP 线程的进程可能卡死)。
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker)
+        try:
+            outputs = pool.starmap(evaluate_checkpoint, tasks)
+            pool.close()
+        except KeyboardInterrupt:
+            pool.terminate()
+            raise SystemExit("已中断 (Ctrl-C), 没有写任何结果")
+        pool.join()
+    else:
+        outputs = [evaluate_checkpoint(*task) for task in tasks]
     summaries = {}
-    for name, (model, tokenizer) in models.items():
-        t0 = time.time()
-        s = evaluate_model(model, tokenizer, records, args.max_new_tokens, desc=name)
-        s["pretrain_ppl"] = perplexity(model, tokenizer, args.ppl_path, args.ppl_blocks) if args.ppl_blocks else None
+    for (name, _), s in zip(jobs, outputs):
+        if isinstance(s, str):  # 子进程里的一行错误信息
+            raise SystemExit(s)
         summaries[name] = s
-        print(f"\n{name}: 准确率 {s['overall']:.1%}, 停止率 {s['stop_rate']:.1%} ({time.time() - t0:.1f}s)")
+        print(f"\n{name}: 准确率 {s['overall']:.1%}, 停止率 {s['stop_rate']:.1%} ({s['seconds']:.1f}s)")
         print_samples(s["results"], args.samples, args.max_new_tokens)
 
     print("\n" + format_table(summaries))

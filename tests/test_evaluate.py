@@ -175,6 +175,14 @@ def test_cli_two_checkpoints_and_adapter(world):
     assert res[str(root / "adapter.pt")] == res[str(root / "m0.pt")]  # B = 0 的适配器等于底座
     table = r.stdout[r.stdout.index("总体"):]
     assert "停止率" in table and "预训练困惑度" in table
+    if (os.cpu_count() or 1) > 1:
+        assert "个进程并行" in r.stdout
+    # 并行 (每个 checkpoint 一个子进程) 与单独评估一个 checkpoint 的结果逐位相同
+    alone = root / "alone.json"
+    r = run_cli(str(root / "m1.pt"), "--data_path", str(root / "sft_eval.jsonl"), "--ppl_path",
+                str(root / "pretrain_eval.txt"), "--limit", "5", "--max_new_tokens", "8", "--json", str(alone))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(alone.read_text(encoding="utf-8"))[str(root / "m1.pt")] == res[str(root / "m1.pt")]
 
 
 def test_lora_flag_equals_adapter_path(world, monkeypatch, capsys):
