@@ -11,6 +11,7 @@
     python experiments.py adapters   # 同一个底座上的两个适配器 (普通 / 猫咪口吻), 在 chat.py 里切换
     python experiments.py probe      # knowledge_unlock 失败在哪: 直接问 vs 强制给出答案开头
     python experiments.py arithmetic # 只练算术要多少训练才学得会 (训练比整节课还长)
+    python experiments.py drills     # 在预训练文本里加几千道算式, 底座能学会算术吗
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -245,8 +246,69 @@ def exp_arithmetic(fresh, n_train=20000, steps=3000):
     return table(["模型", "训练步数", "batch", "训练用时", "arithmetic (120 道留出算式)"], rows), {"runs": {"sft": sft, "arith": arith}, "eval": ev}
 
 
+def exp_drills(fresh, n_paragraphs=600):
+    """算术能不能在预训练里学会? 在 data/pretrain.txt 后面加 600 段纯算式 (每段 6–10 道, 如 "47+19=66，52减29等于23",
+    操作数只用训练那一半, 共约 4,800 道), 用默认设置重新预训练, 再做默认的 SFT。看两处: 底座能不能接出留出算式的结果
+    ("47加19等于" -> "66"), 以及 SFT 之后的 arithmetic。要重新预训练, 是最慢的一个实验。"""
+    import random
+    import torch
+    from checkpoint import load_model
+    from pretrain import PretrainDataset
+    from data import load_tokenizer
+    from sample_data import World, arith_pairs
+    world, rng = World(0), random.Random("drills")
+    with open("data/sft_eval.jsonl", encoding="utf-8") as f:
+        evals = [json.loads(line) for line in f if line.strip()]
+    asked = arith_pairs(json.dumps([r for r in evals if r.get("category") == "arithmetic"], ensure_ascii=False))
+    if not asked <= world.heldout_set:
+        raise SystemExit("错误: data/sft_eval.jsonl 的算术题不是默认 seed 的留出算式。请重新生成: python data.py --create_sample")
+    banned = arith_pairs(json.dumps(evals, ensure_ascii=False))  # 评估集里出现过的任何算式 (含多轮追问), 一道也不加
+    forms = {"+": ["{a}+{b}={c}", "{a}加{b}等于{c}"], "-": ["{a}-{b}={c}", "{a}减{b}等于{c}"]}
+    drills = []
+    for _ in range(n_paragraphs):
+        eqs = []
+        for _ in range(rng.randint(6, 10)):
+            op = "+" if rng.random() < 0.6 else "-"
+            a, b, c = world.operands(rng, "train", op)
+            if tuple(sorted((a, b))) not in banned:
+                eqs.append(rng.choice(forms[op]).format(a=a, b=b, c=c))
+        drills.append("，".join(eqs) + "。")
+    path = os.path.join(RUNS, "pretrain_drills.txt")
+    with open("data/pretrain.txt", encoding="utf-8") as src, open(path, "w", encoding="utf-8") as f:
+        f.write(src.read() + "\n".join(drills) + "\n")
+    base_d = train("base_drills", "pretrain.py", "--data_path", path, fresh=fresh)
+    sft_d = train("sft_drills", "train_sft.py", "--init", base_d["path"], fresh=fresh)
+    sft = train("sft_full", "train_sft.py", fresh=fresh)
+    ev = evaluate([sft["path"], sft_d["path"]], "drills")
+
+    def completes(ckpt):
+        """底座接留出算式: 喂 "a加b等于" (减法 "a减b等于"), 贪心接出的开头是不是正确结果。每种 300 道。"""
+        model, tok, _ = load_model(ckpt)
+        hits = {}
+        with torch.inference_mode():
+            for x, y in world.heldout:
+                for op, a, b, c in (("+", x, y, x + y), ("-", max(x, y), min(x, y), abs(x - y))):
+                    prompt = [tok.eot_id] + tok.encode(f"{a}{'加' if op == '+' else '减'}{b}等于")
+                    out = tok.decode(list(model.generate(prompt, 5, temperature=0, eos_id=tok.eot_id)))
+                    hits.setdefault(op, []).append(out.startswith(str(c)) and not out[len(str(c)):][:1].isdigit())
+        return {op: sum(v) / len(v) for op, v in hits.items()}
+
+    tok = load_tokenizer()
+    rows, raw = [], {}
+    for label, text, base, run in (("课程默认", "data/pretrain.txt", BASE, sft),
+                                   (f"加 {n_paragraphs} 段算式", path, base_d["path"], sft_d)):
+        c, e = completes(base), ev[run["path"]]
+        n_tok = PretrainDataset(text, tok, 256).n_tokens
+        rows.append([label, f"{n_tok:,}", f"{pct(c['+'])} / {pct(c['-'])}", pct(e["categories"]["arithmetic"]),
+                     pct(e["overall"]), pct(e["categories"]["knowledge_unlock"])])
+        raw[label] = {"pretrain_tokens": n_tok, "base_completes": c, "sft_eval": e}
+    md = table(["预训练文本", "每个 epoch 的 token", "底座接留出算式 (加 / 减)", "SFT 后 arithmetic", "SFT 后总体",
+                "SFT 后 knowledge_unlock"], rows)
+    return md, raw
+
+
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
-               "probe": exp_probe, "arithmetic": exp_arithmetic}
+               "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills}
 
 
 def main():
