@@ -23,11 +23,16 @@ def save_checkpoint(path, obj):
     """原子写入: 写到 path.tmp, 刷到磁盘, 再改名覆盖。"""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # 写到一半失败或被打断 (磁盘满、Ctrl-C): 删掉半个临时文件, path 原来的内容不受影响
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def load_checkpoint(path, kinds=None, map_location="cpu"):

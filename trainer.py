@@ -4,7 +4,7 @@
   - AdamW (2 维的权重做 weight decay; norm 和 embedding 不做), 先 warmup 再 cosine 衰减的学习率;
   - 梯度裁剪、梯度累积; CUDA 上 bf16 autocast (不支持 bf16 的卡用 fp16 + GradScaler), CPU 上 fp32;
   - 定期在验证集上算 loss; tqdm 进度条显示 loss、学习率、tokens/s; 每步写一行 CSV; 结束画 loss 曲线 PNG;
-  - 定期保存续训状态 (模型、优化器、步数、随机数状态; 数据位置由步数推出), Ctrl-C 时也保存, --resume 接着训;
+  - 定期保存续训状态 (模型、优化器、步数、随机数状态; 数据位置由步数推出), Ctrl-C 时做完当前步也保存, --resume 接着训;
   - loss 变成 NaN/inf 时停下并指出是第几步, 已保存的 checkpoint 不动;
   - 用 torchrun 启动时自动走 DistributedDataParallel: 每个进程取自己那份数据, 只有 rank 0 打日志和存文件。
 
@@ -16,7 +16,9 @@ loss 的归一化: 一个优化步里所有 micro-batch (以及所有进程) 的
 import csv
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 
@@ -132,6 +134,39 @@ def evaluate_loss(model, dataset, collate_fn, args, device, autocast):
     return loss
 
 
+class CtrlC:
+    """第一次 Ctrl-C 只记下 "要停", 训练做完当前这一步、存好续训状态再退出; 第二次 Ctrl-C 照常立即中断。
+
+    为什么不直接接住 KeyboardInterrupt: 它会落在任意一行 —— optimizer.step() 中途 (参数只更新了一部分, 步数却没加),
+    或 torch.save 中途 (zip 文件写了一半, torch 随后报 "unexpected pos" 之类的错) —— 这时存下的续训状态就不一致。
+    SIGINT 被忽略 (例如 nohup 之类的后台运行) 或不在主线程时不接管, 保持原样。
+    """
+
+    def __init__(self):
+        self.flag = False
+        self.old = signal.getsignal(signal.SIGINT)
+        self.active = self.old is signal.default_int_handler and threading.current_thread() is threading.main_thread()
+        if self.active:
+            signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame):
+        self.flag = True  # 这里不 print: 信号可能正好打断 tqdm 往同一个流里写
+        signal.signal(signal.SIGINT, self.old)  # 再按一次就是普通的 KeyboardInterrupt
+
+    def requested(self, device, world):
+        """多进程 (torchrun) 时任何一个进程收到 Ctrl-C, 所有进程都在同一步停下, 否则没停的会卡在 all_reduce 里。"""
+        if world == 1:
+            return self.flag
+        flag = torch.tensor([float(self.flag)], device=device)
+        dist.all_reduce(flag)
+        return flag.item() > 0
+
+    def close(self):
+        if self.active:
+            signal.signal(signal.SIGINT, self.old)
+            self.active = False
+
+
 def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     """训练 model (原地修改), 返回最终指标 dict。train_set 需要 .lengths 和 __getitem__ -> {input_ids, labels}。
 
@@ -211,6 +246,8 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     from tqdm import tqdm
     bar = tqdm(total=total_steps, initial=step, disable=not main, dynamic_ncols=True, desc=os.path.basename(args.out))
     start = time.time()
+    saved_step = step if args.resume else None  # 续训状态文件里现在是第几步
+    ctrl_c = CtrlC()
     try:
         while step < total_steps:
             t0 = time.time()
@@ -268,13 +305,23 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
                 bar.update(1)
             if step % args.save_interval == 0 and step < total_steps:
                 save_resume()
-    except KeyboardInterrupt:
+                saved_step = step
+            if step < total_steps and ctrl_c.requested(device, world):  # 在步与步之间停下: 状态是完整的
+                bar.close()
+                if saved_step != step:
+                    save_resume()
+                if main:
+                    print(f"\n已中断: 第 {step} 步的状态存到 {resume_path}, 加 --resume 可以接着训练")
+                raise SystemExit(130)
+    except KeyboardInterrupt:  # 第二次 Ctrl-C: 不等这一步做完, 也不再保存
         bar.close()
-        save_resume()
         if main:
-            print(f"\n已中断: 第 {step} 步的状态存到 {resume_path}, 加 --resume 可以接着训练")
+            kept = f"{resume_path} 里仍是第 {saved_step} 步的状态, 加 --resume 可以从那里接着训练" \
+                if saved_step is not None else "还没有保存过续训状态"
+            print(f"\n已立即中断 (未保存当前步); {kept}")
         raise SystemExit(130)
     finally:
+        ctrl_c.close()
         bar.close()
         if log_file:
             log_file.close()

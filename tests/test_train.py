@@ -141,6 +141,34 @@ def test_resume_matches_uninterrupted(world, tmp_path):
     assert not os.path.exists(tmp_path / "b.resume.pt")  # 完成后续训状态被清理
 
 
+def test_ctrl_c_finishes_the_step_then_saves(world, tmp_path):
+    """Ctrl-C 落在一步的中途: 这一步照常做完, 存下的续训状态就是第 6 步结束时的状态, 续训结果与不中断完全相同。"""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT 不是默认处理 (被忽略或被接管), 训练循环不会接管 Ctrl-C")
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    collate = lambda b: data.collate(b, tok.pad_id)  # noqa: E731
+    full = train(tiny_model(tok), ds, None, collate, train_args(tmp_path / "a.pt", "--max_steps", "12", "--save_interval", "4"))
+
+    calls = {"n": 0}
+
+    def ctrl_c_collate(b):  # 第 6 步取数据时 "按下" Ctrl-C
+        calls["n"] += 1
+        if calls["n"] == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+        return collate(b)
+
+    out = tmp_path / "b.pt"
+    with pytest.raises(SystemExit) as e:
+        train(tiny_model(tok), ds, None, ctrl_c_collate, train_args(out, "--max_steps", "12", "--save_interval", "4"))
+    assert e.value.code == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # 训练结束后 Ctrl-C 恢复原样
+    assert load_checkpoint(str(tmp_path / "b.resume.pt"))["step"] == 6
+    resumed = train(tiny_model(tok, seed=99), ds, None, collate,
+                    train_args(out, "--max_steps", "12", "--save_interval", "4", "--resume"))
+    assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
+
+
 def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
     root, tok, convs = world
     ds = data.SFTDataset(convs, tok, 64)
