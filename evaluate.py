@@ -40,6 +40,7 @@ from tqdm import tqdm
 import data
 from checkpoint import load_model
 from model import pick_device
+from trainer import mean_loss, run_main
 
 PPL_PATH = os.path.join(data.DATA_DIR, "pretrain_eval.txt")
 DEFAULT_CHECKPOINTS = ["checkpoints/base_model.pt", "checkpoints/sft_model.pt", "checkpoints/lora_adapter.pt"]
@@ -124,7 +125,6 @@ def perplexity(model, tokenizer, path, max_blocks=50, batch_size=16):
     直觉: 困惑度 ≈ 模型在每个位置平均 "犹豫" 于多少个候选 token; 随机初始化的模型约等于词表大小。
     """
     from pretrain import PretrainDataset
-    from trainer import mean_loss
     ds = PretrainDataset(path, tokenizer, model.config.max_seq_len)
     items = [ds[i] for i in range(min(max_blocks, len(ds)))]
     if not items:
@@ -276,4 +276,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -20,7 +20,7 @@ import torch
 import data
 from checkpoint import save_model
 from model import GPT, get_config
-from trainer import add_train_args, is_main_process, train
+from trainer import add_train_args, is_main_process, run_main, train
 
 
 class PretrainDataset(torch.utils.data.Dataset):
@@ -99,4 +99,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,7 +17,7 @@ import data
 from checkpoint import save_adapter, save_model
 from lora import apply_lora, base_fingerprint, count_parameters, lora_param_arithmetic, merged_state_dict
 from train_sft import add_sft_args, load_sft_data, load_start
-from trainer import add_train_args, is_main_process, side_path, train
+from trainer import add_train_args, is_main_process, run_main, side_path, train
 
 
 def main():
@@ -68,4 +68,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

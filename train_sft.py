@@ -21,7 +21,7 @@ import torch
 import data
 from checkpoint import build_model, load_checkpoint, save_model
 from model import GPT, get_config
-from trainer import add_train_args, is_main_process, train
+from trainer import add_train_args, is_main_process, run_main, train
 
 
 def add_sft_args(p):
@@ -87,4 +87,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -167,6 +167,16 @@ class CtrlC:
             self.active = False
 
 
+def run_main(main):
+    """各脚本的入口: 在加载数据、建模型这些训练之外的时候按 Ctrl-C, 只打印一行并以 130 退出, 不打印 traceback。
+    (训练循环里的 Ctrl-C 由上面的 CtrlC 接管: 存好续训状态再退出。)"""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\n已中断 (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(130)
+
+
 def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     """训练 model (原地修改), 返回最终指标 dict。train_set 需要 .lengths 和 __getitem__ -> {input_ids, labels}。
 

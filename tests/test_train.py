@@ -21,7 +21,7 @@ import data
 from checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from model import GPT, get_config
 from tokenizer import Tokenizer
-from trainer import add_train_args, train
+from trainer import add_train_args, run_main, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ["小明", "小红", "小刚", "阿花", "大壮", "Tom", "Lucy", "Jack"]
@@ -167,6 +167,16 @@ def test_ctrl_c_finishes_the_step_then_saves(world, tmp_path):
     resumed = train(tiny_model(tok, seed=99), ds, None, collate,
                     train_args(out, "--max_steps", "12", "--save_interval", "4", "--resume"))
     assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
+
+
+def test_ctrl_c_outside_training_is_one_line(capsys):
+    """加载数据、建模型时按 Ctrl-C: 一行说明, 退出码 130, 没有 traceback。"""
+    def main():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as e:
+        run_main(main)
+    assert e.value.code == 130 and capsys.readouterr().err.strip() == "已中断 (Ctrl-C)"
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
