@@ -338,8 +338,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
 
     if main:
         plot_loss(history, png_path)
-        if os.path.exists(resume_path):
-            os.remove(resume_path)  # 训练已完成, 续训状态不再需要 (最终模型马上由调用者保存)
+    # 续训状态留着, 等调用者存好最终模型再删 (remove_resume_state): 最后那次保存途中被打断, 还能 --resume
     evals = [h[2] for h in history if h[2] is not None]
     times = sorted(h[3] for h in history[-100:]) or [0.0]
     return {"steps": step, "train_loss": history[-1][1] if history else None,
@@ -350,6 +349,13 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
                                          for t in st.values() if torch.is_tensor(t) and t.dim() > 0),
             "peak_mem_mb": peak_memory_mb(device), "step_s": times[len(times) // 2],
             "train_s": time.time() - start}  # 这次运行的训练用时 (含定期验证; 续训时只算续上的这段)
+
+
+def remove_resume_state(out):
+    """最终模型已经存好, 续训状态 (out 旁边的 *.resume.pt) 不再需要。"""
+    path = side_path(out, ".resume.pt")
+    if os.path.exists(path):
+        os.remove(path)
 
 
 def peak_memory_mb(device):

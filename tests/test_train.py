@@ -138,7 +138,7 @@ def test_resume_matches_uninterrupted(world, tmp_path):
                     train_args(out, "--max_steps", "12", "--save_interval", "4", "--resume"))
     assert resumed["steps"] == 12
     assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
-    assert not os.path.exists(tmp_path / "b.resume.pt")  # 完成后续训状态被清理
+    assert os.path.exists(tmp_path / "b.resume.pt")  # 调用者存好最终模型之前, 续训状态一直留着
 
 
 def test_ctrl_c_finishes_the_step_then_saves(world, tmp_path):
@@ -269,8 +269,9 @@ TINY = ["--device", "cpu", "--preset", "tiny", "--batch_size", "8", "--eval_inte
 @pytest.fixture(scope="module")
 def base(world):
     root, tok, convs = world
-    r = run("pretrain.py", root, *TINY, "--max_steps", "20", "--lr", "3e-3")
+    r = run("pretrain.py", root, *TINY, "--max_steps", "20", "--lr", "3e-3", "--save_interval", "5")
     assert "底座模型已保存到 checkpoints/base_model.pt" in r.stdout
+    assert not (root / "checkpoints/base_model.resume.pt").exists()  # 最终模型存好后, 续训状态被清理
     return root
 
 
@@ -282,8 +283,9 @@ def test_pretrain_outputs(base):
 
 
 def test_train_sft_end_to_end(base):
-    r = run("train_sft.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "6")
+    r = run("train_sft.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "6", "--save_interval", "2")
     assert "SFT 模型已保存到 checkpoints/sft_model.pt" in r.stdout
+    assert not (base / "checkpoints/sft_model.resume.pt").exists()
     ckpt = load_checkpoint(str(base / "checkpoints/sft_model.pt"))
     assert ckpt["args"]["init"] == "checkpoints/base_model.pt" and ckpt["metrics"]["steps"] == 6
 
@@ -297,7 +299,8 @@ def test_train_sft_scratch_and_no_mask(base, tmp_path):
 def test_train_lora_end_to_end(base, tmp_path):
     out = tmp_path / "lora_adapter.pt"
     r = run("train_lora.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "6", "--lora_r", "4",
-            "--out", str(out), "--merge")
+            "--out", str(out), "--merge", "--save_interval", "2")
+    assert not (tmp_path / "lora_adapter.resume.pt").exists()
     assert "可训练参数" in r.stdout and "(n+m)·r" in r.stdout
     adapter = load_checkpoint(str(out), kinds=("lora_adapter",))
     assert all(".lora_" in k for k in adapter["lora_state"])
@@ -361,6 +364,7 @@ def test_interrupt_then_resume(base, tmp_path, sig):
     r = run("train_sft.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", str(step + 2), "--out", out, "--resume")
     assert f"第 {step} 步继续" in r.stdout
     assert load_checkpoint(out)["metrics"]["steps"] == step + 2
+    assert not os.path.exists(tmp_path / "m.resume.pt")  # 最终模型存好之后才清理
 
 
 def free_port():
