@@ -341,6 +341,11 @@ def main():
 
     if args._worker:
         return worker_main(args._worker)
+    low = {"batch_size": 1, "seq_len": 2, "big_batch_size": 1, "threads": 1, "warmup": 0, "steps": 1, "repeats": 1,
+           "gen_tokens": 1, "prompt_len": 1}
+    bad = [f"--{k} 必须 >= {v}, 收到 {getattr(args, k)}" for k, v in low.items() if getattr(args, k) < v]
+    if bad:
+        raise SystemExit("错误: " + "; ".join(bad))
     if args.compare_hf:
         try:
             import peft  # noqa: F401

@@ -57,7 +57,14 @@ PRESETS = {
 def get_config(preset: str = "default", **overrides) -> GPTConfig:
     if preset not in PRESETS:
         raise SystemExit(f"错误: 未知的模型预设 {preset!r}。可选: {', '.join(PRESETS)}")
-    return replace(PRESETS[preset], **overrides)
+    cfg = replace(PRESETS[preset], **overrides)
+    head_dim = cfg.n_embd // cfg.n_head if cfg.n_head > 0 else 0
+    if cfg.n_layer < 1 or cfg.n_kv_head < 1 or cfg.n_head % cfg.n_kv_head or head_dim < 2 or head_dim % 2 \
+            or head_dim * cfg.n_head != cfg.n_embd:
+        raise SystemExit(f"错误: 模型形状不合法 (n_layer={cfg.n_layer}, n_embd={cfg.n_embd}, n_head={cfg.n_head}, "
+                         f"n_kv_head={cfg.n_kv_head})。需要 n_layer >= 1, n_embd 是 n_head 的整数倍且每头维度是偶数 (RoPE 成对旋转), "
+                         f"n_head 是 n_kv_head 的整数倍")
+    return cfg
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -68,7 +68,7 @@ def main():
     if not os.path.exists(args.data_path):
         raise SystemExit(f"错误: 找不到预训练文本 {args.data_path}。检查 --data_path")
     tokenizer = data.load_tokenizer(args.tokenizer)
-    overrides = {k: getattr(args, k) for k in ("n_layer", "n_embd") if getattr(args, k)}
+    overrides = {k: getattr(args, k) for k in ("n_layer", "n_embd") if getattr(args, k) is not None}
     config = get_config(args.preset, vocab_size=tokenizer.vocab_size, **overrides)
     train_set = PretrainDataset(args.data_path, tokenizer, config.max_seq_len)
     eval_set = PretrainDataset(args.eval_path, tokenizer, config.max_seq_len) if os.path.exists(args.eval_path) else None

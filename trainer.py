@@ -56,6 +56,20 @@ def add_train_args(p, **defaults):
     return g
 
 
+def check_train_args(args):
+    """训练参数的范围: 不合法时开训之前一行说明, 而不是训练中途的 ZeroDivisionError 或 torch 的内部报错。"""
+    at_least = {"batch_size": 1, "grad_accum": 1, "eval_interval": 1, "eval_batches": 1, "save_interval": 1,
+                "warmup_steps": 0, "weight_decay": 0, "grad_clip": 0}
+    bad = [f"--{k} 必须 >= {low}, 收到 {getattr(args, k)}" for k, low in at_least.items() if not getattr(args, k) >= low]
+    if args.max_steps is not None and args.max_steps < 1:
+        bad.append(f"--max_steps 必须 >= 1, 收到 {args.max_steps}")
+    bad += [f"--{k} 必须 > 0, 收到 {getattr(args, k)}" for k in ("epochs", "lr") if not getattr(args, k) > 0]
+    if not 0 <= args.min_lr_ratio <= 1:
+        bad.append(f"--min_lr_ratio 必须在 0 到 1 之间, 收到 {args.min_lr_ratio}")
+    if bad:
+        raise SystemExit("错误: " + "; ".join(bad))
+
+
 def side_path(out, suffix):
     """checkpoints/sft_model.pt -> checkpoints/sft_model<suffix>"""
     return os.path.splitext(out)[0] + suffix
@@ -182,6 +196,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
 
     run_info: 写进续训状态的额外信息 (例如模型配置), 便于排查。
     """
+    check_train_args(args)
     rank, world, device = setup_distributed(args.device)
     main = rank == 0
     torch.manual_seed(args.seed)

@@ -73,3 +73,10 @@ def test_flops_formula_by_hand():
     apply_lora(model, "q_proj,v_proj", r=8)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 1792
     assert train_flops_per_token(model, cfg, T, 0.5) == 4 * 18432 + 6 * 1792 + 4 * 10240 * 0.5 + 6 * 2 * 32 * T
+
+
+def test_bad_flag_is_one_line():
+    r = subprocess.run([sys.executable, "bench.py", "--repeats", "0", "--threads", "0"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "错误: --threads 必须 >= 1, 收到 0; --repeats 必须 >= 1, 收到 0"

@@ -49,6 +49,9 @@ def test_presets_build():
     assert get_config("tiny", vocab_size=123).vocab_size == 123
     with pytest.raises(SystemExit, match="错误: 未知的模型预设"):
         get_config("huge")
+    for bad in ({"n_layer": 0}, {"n_embd": 0}, {"n_embd": 30}, {"n_kv_head": 3}):  # 30/4 不整除; 4 个头分不成 3 组
+        with pytest.raises(SystemExit, match="错误: 模型形状不合法"):
+            get_config("tiny", **bad)
 
 
 @pytest.mark.parametrize("n_kv_head", [4, 2])  # 4: 普通多头注意力; 2: GQA

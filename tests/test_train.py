@@ -321,6 +321,9 @@ def test_script_errors(base, tmp_path):
     assert_one_line_error(run("train_sft.py", base, "--init", str(tmp_path / "nope.pt"), check=False), "找不到底座模型")
     assert_one_line_error(run("train_sft.py", base, "--data_path", str(tmp_path / "nope.jsonl"), check=False), "找不到数据文件")
     assert_one_line_error(run("train_lora.py", base, "--target_modules", "qkv", check=False), "没有匹配到任何 Linear 层")
+    assert_one_line_error(run("train_sft.py", base, "--batch_size", "0", check=False), "--batch_size 必须 >= 1, 收到 0")
+    assert_one_line_error(run("pretrain.py", base, "--lr", "-1", "--save_interval", "0", check=False),
+                          "--save_interval 必须 >= 1, 收到 0; --lr 必须 > 0, 收到 -1.0")
     assert_one_line_error(run("train_sft.py", base, "--resume", "--out", str(tmp_path / "x.pt"), check=False), "找不到续训状态")
     if not torch.cuda.is_available():
         assert_one_line_error(run("train_sft.py", base, "--device", "cuda", check=False), "CUDA")
