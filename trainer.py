@@ -149,7 +149,7 @@ def evaluate_loss(model, dataset, collate_fn, args, device, autocast):
 
 
 class CtrlC:
-    """第一次 Ctrl-C 只记下 "要停", 训练做完当前这一步、存好续训状态再退出; 第二次 Ctrl-C 照常立即中断。
+    """第一次 Ctrl-C 只记下 "要停", 训练做完当前这一步、存好续训状态再退出; 隔一秒以上再按一次则立即中断。
 
     为什么不直接接住 KeyboardInterrupt: 它会落在任意一行 —— optimizer.step() 中途 (参数只更新了一部分, 步数却没加),
     或 torch.save 中途 (zip 文件写了一半, torch 随后报 "unexpected pos" 之类的错) —— 这时存下的续训状态就不一致。
@@ -157,15 +157,19 @@ class CtrlC:
     """
 
     def __init__(self):
-        self.flag = False
+        self.flag, self.first = False, None  # first: 第一次 Ctrl-C 的时刻
         self.old = signal.getsignal(signal.SIGINT)
         self.active = self.old is signal.default_int_handler and threading.current_thread() is threading.main_thread()
         if self.active:
             signal.signal(signal.SIGINT, self._handler)
 
-    def _handler(self, signum, frame):
-        self.flag = True  # 这里不 print: 信号可能正好打断 tqdm 往同一个流里写
-        signal.signal(signal.SIGINT, self.old)  # 再按一次就是普通的 KeyboardInterrupt
+    def _handler(self, signum, frame):  # 这里不 print: 信号可能正好打断 tqdm 往同一个流里写
+        now = time.monotonic()
+        if not self.flag:
+            self.flag, self.first = True, now
+        elif now - self.first > 1.0:  # 过了一秒再按: 不等了, 立即中断
+            raise KeyboardInterrupt
+        # 一秒之内的第二个 SIGINT 算同一次: torchrun 收到 Ctrl-C 后会把它再转发给每个进程
 
     def requested(self, device, world):
         """多进程 (torchrun) 时任何一个进程收到 Ctrl-C, 所有进程都在同一步停下, 否则没停的会卡在 all_reduce 里。"""
@@ -338,7 +342,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
                 if main:
                     print(f"\n已中断: 第 {step} 步的状态存到 {resume_path}, 加 --resume 可以接着训练")
                 raise SystemExit(130)
-    except KeyboardInterrupt:  # 第二次 Ctrl-C: 不等这一步做完, 也不再保存
+    except KeyboardInterrupt:  # 隔一秒以上的第二次 Ctrl-C: 不等这一步做完, 也不再保存
         bar.close()
         if main:
             kept = f"{resume_path} 里仍是第 {saved_step} 步的状态, 加 --resume 可以从那里接着训练" \
