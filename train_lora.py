@@ -13,6 +13,8 @@
 """
 import argparse
 
+import torch
+
 import data
 from checkpoint import save_adapter, save_model
 from lora import apply_lora, base_fingerprint, count_parameters, lora_param_arithmetic, merged_state_dict
@@ -44,6 +46,7 @@ def main():
     train_set, eval_set = load_sft_data(args, tokenizer, max_length)
 
     # 2. 套上 LoRA: 只有 lora_A / lora_B 可训练
+    torch.manual_seed(args.seed)  # lora_A 的随机初始值也由 --seed 决定: 同样的命令, 同样的适配器
     wrapped = apply_lora(model, args.target_modules, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
     trainable, total = count_parameters(model)
     full, low_rank = lora_param_arithmetic(model.get_submodule(wrapped[0]), args.lora_r)

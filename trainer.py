@@ -4,7 +4,7 @@
   - AdamW (2 维的权重做 weight decay; norm 和 embedding 不做), 先 warmup 再 cosine 衰减的学习率;
   - 梯度裁剪、梯度累积; CUDA 上 bf16 autocast (不支持 bf16 的卡用 fp16 + GradScaler), CPU 上 fp32;
   - 定期在验证集上算 loss; tqdm 进度条显示 loss、学习率、tokens/s; 每步写一行 CSV; 结束画 loss 曲线 PNG;
-  - 定期保存续训状态 (模型、优化器、步数、随机数状态; 数据位置由步数推出), Ctrl-C 时做完当前步也保存, --resume 接着训;
+  - 定期保存续训状态 (模型、优化器、步数; 数据位置和随机数由步数推出), Ctrl-C 时做完当前步也保存, --resume 接着训;
   - loss 变成 NaN/inf 时停下并指出是第几步, 已保存的 checkpoint 不动;
   - 用 torchrun 启动时自动走 DistributedDataParallel: 每个进程取自己那份数据, 只有 rank 0 打日志和存文件。
 
@@ -203,7 +203,6 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     check_train_args(args)
     rank, world, device = setup_distributed(args.device)
     main = rank == 0
-    torch.manual_seed(args.seed)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # 即使 fp32 的矩阵乘也用 TF32 张量核
         torch.backends.cudnn.allow_tf32 = True
@@ -236,7 +235,6 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         optimizer.load_state_dict(state["optimizer"])
         if scaler and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
         step, history = state["step"], state["history"]
         if main:
             print(f"从 {resume_path} 第 {step} 步继续")
@@ -246,7 +244,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
             save_checkpoint(resume_path, {
                 "format": FORMAT, "kind": "resume", "step": step, "history": history,
                 "model_state": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler else None, "rng": torch.get_rng_state(),
+                "scaler": scaler.state_dict() if scaler else None,
                 "args": vars(args), "run_info": run_info or {}})
 
     epoch_order = {}  # epoch -> 这个 epoch 的步 batch 顺序; 每个 epoch 只排一次, 不在每一步重新洗牌排序
@@ -268,6 +266,11 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     if main:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     new_log = not (args.resume and os.path.exists(log_path))
+    if main and not new_log:  # 崩溃时, 最后一次保存之后的几步已经写进日志; 续训会重算它们, 旧的那几行删掉
+        with open(log_path, newline="") as f:
+            rows = list(csv.reader(f))
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerows(rows[:1] + [r for r in rows[1:] if int(r[0]) <= step])
     log_file = open(log_path, "w" if new_log else "a", newline="") if main else None
     log = csv.writer(log_file) if main else None
     if main and new_log:
@@ -280,6 +283,9 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     try:
         while step < total_steps:
             t0 = time.time()
+            # 这一步的随机数 (dropout) 只由 (seed, 进程号, 步数) 决定: 续训时不用存取随机数状态 (CPU、CUDA、
+            # 每个进程都一样简单), 各进程的 dropout 也互不相同。Python 对整数元组的 hash 是确定的
+            torch.manual_seed(hash((args.seed, rank, step)) % 2**63)
             lr = lr_at(step, total_steps, args)
             for g in optimizer.param_groups:
                 g["lr"] = lr

@@ -19,6 +19,7 @@ import torch
 
 import data
 from checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
+from lora import apply_lora
 from model import GPT, get_config
 from tokenizer import Tokenizer
 from trainer import add_train_args, run_main, train
@@ -116,11 +117,19 @@ class Crash(Exception):
     pass
 
 
-def test_resume_matches_uninterrupted(world, tmp_path):
+@pytest.mark.parametrize("lora_dropout", [None, 0.5])  # None: 全参数; 0.5: LoRA, 旁路上的 dropout 要用到随机数
+def test_resume_matches_uninterrupted(world, tmp_path, lora_dropout):
     root, tok, convs = world
     ds = data.SFTDataset(convs, tok, 64)
     collate = lambda b: data.collate(b, tok.pad_id)  # noqa: E731
-    full = train(tiny_model(tok), ds, None, collate, train_args(tmp_path / "a.pt", "--max_steps", "12", "--save_interval", "4"))
+
+    def make_model(seed=0):
+        model = tiny_model(tok, seed)
+        if lora_dropout:
+            apply_lora(model, "q_proj,v_proj", r=4, dropout=lora_dropout)
+        return model
+
+    full = train(make_model(), ds, None, collate, train_args(tmp_path / "a.pt", "--max_steps", "12", "--save_interval", "4"))
 
     calls = {"n": 0}
 
@@ -132,12 +141,14 @@ def test_resume_matches_uninterrupted(world, tmp_path):
 
     out = tmp_path / "b.pt"
     with pytest.raises(Crash):
-        train(tiny_model(tok), ds, None, crashing_collate, train_args(out, "--max_steps", "12", "--save_interval", "4"))
+        train(make_model(), ds, None, crashing_collate, train_args(out, "--max_steps", "12", "--save_interval", "4"))
     assert load_checkpoint(str(tmp_path / "b.resume.pt"))["step"] == 4
-    resumed = train(tiny_model(tok, seed=99), ds, None, collate,
+    resumed = train(make_model(seed=99), ds, None, collate,
                     train_args(out, "--max_steps", "12", "--save_interval", "4", "--resume"))
     assert resumed["steps"] == 12
     assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
+    steps = [int(r["step"]) for r in csv.DictReader(open(resumed["log"]))]
+    assert steps == list(range(1, 13))  # 崩溃前写下的第 5、6 步被续训重算, 日志里不重复
     assert os.path.exists(tmp_path / "b.resume.pt")  # 调用者存好最终模型之前, 续训状态一直留着
 
 
@@ -316,6 +327,11 @@ def test_train_lora_end_to_end(base, tmp_path):
         os.chdir(cwd)
     x = torch.randint(0, tok.vocab_size, (1, 20))
     torch.testing.assert_close(m1(x)[0], m2(x)[0], atol=1e-5, rtol=1e-5)
+    # 同样的命令 (同一个 --seed) 再训一次: lora_A 的初值和 dropout 都由种子决定, 得到逐位相同的适配器
+    run("train_lora.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "6", "--lora_r", "4",
+        "--out", str(tmp_path / "again.pt"))
+    again = load_checkpoint(str(tmp_path / "again.pt"))["lora_state"]
+    assert all(torch.equal(adapter["lora_state"][k], again[k]) for k in again)
 
 
 def test_script_errors(base, tmp_path):
