@@ -29,10 +29,31 @@ def save_checkpoint(path, obj):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:  # 写到一半失败或被打断 (磁盘满、Ctrl-C): 删掉半个临时文件, path 原来的内容不受影响
+    except BaseException as e:  # 写到一半失败或被打断 (磁盘满、Ctrl-C): 删掉半个临时文件, path 原来的内容不受影响
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError):
+            raise SystemExit(f"错误: 写不了 {path} ({e.strerror or e})。检查路径、权限和磁盘空间") from None
         raise
+
+
+def check_output_path(path, flag="--out"):
+    """开始花时间的工作之前先确认结果写得出去: path 不是目录, 所在目录建得出来、可写。"""
+    if not os.path.basename(path) or os.path.isdir(path):
+        raise SystemExit(f"错误: {flag} {path!r} 是目录, 这里要一个文件路径 (例如 checkpoints/model.pt)")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"错误: {flag} {path}: 建不了目录 {folder} ({e.strerror})。换一个路径") from None
+    existed = os.path.exists(path)
+    try:  # 真的打开一次 (追加模式, 不改动已有内容) 才算数: 只读的文件系统、root 身份下 os.access 都靠不住
+        with open(path, "ab"):
+            pass
+    except OSError as e:
+        raise SystemExit(f"错误: {flag} {path} 写不进去 ({e.strerror})。换一个路径") from None
+    if not existed:
+        os.remove(path)
 
 
 def load_checkpoint(path, kinds=None, map_location="cpu"):
@@ -45,6 +66,8 @@ def load_checkpoint(path, kinds=None, map_location="cpu"):
         if "GLOBAL" in str(e):  # 引用了张量和基本类型以外的对象 (函数、类……): 这正是 pickle 执行代码的方式
             raise SystemExit(f"错误: {path} 含有 weights_only=True 不允许的对象 (可能携带代码), 拒绝加载。只加载本课程脚本保存的 checkpoint")
         raise SystemExit(f"错误: {path} 不是完整的 checkpoint (文件损坏或被截断)。请重新训练或重新下载")
+    except OSError as e:  # 目录、没有读权限
+        raise SystemExit(f"错误: 读不了 {path} ({e.strerror or e})。检查路径和权限")
     except Exception as e:  # 截断、损坏、根本不是 torch 文件
         raise SystemExit(f"错误: {path} 不是完整的 checkpoint (文件损坏或被截断: {type(e).__name__})。请重新训练或重新下载")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:

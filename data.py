@@ -135,6 +135,19 @@ def normalize_record(rec):
     return messages
 
 
+def read_text(path):
+    """读一个 UTF-8 文本文件。读不了 (不是 UTF-8、是目录、没有权限) 时一行说明, 不抛 traceback。"""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        return raw.decode("utf-8").replace("\r\n", "\n")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise SystemExit(f"错误: {path}:{line}: 不是 UTF-8 文本。请先转成 UTF-8")
+    except OSError as e:
+        raise SystemExit(f"错误: 读不了 {path} ({e.strerror})。检查路径和权限")
+
+
 def read_records(path):
     """读 .jsonl (一行一条) 或 .json (一个数组), 返回 [(行号, 记录或 ValueError)]。
 
@@ -142,8 +155,7 @@ def read_records(path):
     """
     if not os.path.exists(path):
         raise SystemExit(f"错误: 找不到数据文件 {path}。先运行 python data.py --create_sample, 或用 --data_path 指定文件")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = read_text(path)
     out = []
     if path.endswith(".json"):
         dec = json.JSONDecoder()
@@ -159,8 +171,8 @@ def read_records(path):
             line = text.count("\n", 0, pos) + 1
             try:
                 rec, pos = dec.raw_decode(text, pos)
-            except json.JSONDecodeError as e:
-                out.append((line, ValueError(f"无效的 JSON: {e.msg}")))
+            except (ValueError, RecursionError) as e:  # 语法错误; 嵌套太深、数字太长之类
+                out.append((line, ValueError(f"无效的 JSON: {getattr(e, 'msg', type(e).__name__)}")))
                 break
             out.append((line, rec))
     else:
@@ -168,8 +180,8 @@ def read_records(path):
             if s.strip():
                 try:
                     out.append((line, json.loads(s)))
-                except json.JSONDecodeError as e:
-                    out.append((line, ValueError(f"无效的 JSON: {e.msg}")))
+                except (ValueError, RecursionError) as e:
+                    out.append((line, ValueError(f"无效的 JSON: {getattr(e, 'msg', type(e).__name__)}")))
     return out
 
 
@@ -283,7 +295,9 @@ def load_tokenizer(path=TOKENIZER_PATH):
 
 def create_sample(out_dir, seed, vocab_size):
     import sample_data
-    from tokenizer import Tokenizer
+    from tokenizer import SPECIAL_TOKENS, Tokenizer
+    if vocab_size < 256 + len(SPECIAL_TOKENS):  # 写任何文件之前先查: 不合法时 out_dir 里原来的数据原样保留
+        raise SystemExit(f"错误: --vocab_size {vocab_size} 太小。至少要 {256 + len(SPECIAL_TOKENS)} (256 个字节 + 特殊 token)")
     info = sample_data.create_sample(out_dir=out_dir, seed=seed)
     for name, path in info["files"].items():
         print(f"写入 {path}  ({info['counts'].get(name, '')})")

@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 import data
-from checkpoint import load_model
+from checkpoint import check_output_path, load_model
 from model import pick_device
 from trainer import mean_loss, run_main
 
@@ -224,6 +224,8 @@ def main():
             raise SystemExit(f"错误: --{flag} 必须是正整数, 收到 {getattr(args, flag)}")
     if args.samples < 0 or args.ppl_blocks < 0:
         raise SystemExit("错误: --samples 和 --ppl_blocks 不能是负数")
+    if args.json:
+        check_output_path(args.json, "--json")  # 评估要几分钟; 先确认结果写得出去
     paths = args.checkpoints or [c for c in DEFAULT_CHECKPOINTS if os.path.exists(c)]
     if not paths:
         raise SystemExit("错误: 没有给出 checkpoint, checkpoints/ 下也没有。先运行 python pretrain.py 和 python train_sft.py")
@@ -269,7 +271,6 @@ def main():
     if args.json:
         out = {name: {"overall": s["overall"], "categories": s["categories"], "stop_rate": s["stop_rate"],
                       "pretrain_ppl": s["pretrain_ppl"], "n": s["n"]} for name, s in summaries.items()}
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(out, f, ensure_ascii=False, indent=2)
         print(f"结果已写入 {args.json}")

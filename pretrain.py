@@ -20,7 +20,7 @@ import torch
 import data
 from checkpoint import save_model
 from model import GPT, get_config
-from trainer import add_train_args, is_main_process, remove_resume_state, run_main, train
+from trainer import add_train_args, check_train_args, is_main_process, remove_resume_state, run_main, train
 
 
 class PretrainDataset(torch.utils.data.Dataset):
@@ -33,8 +33,7 @@ class PretrainDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, path, tokenizer, block_size):
-        with open(path, encoding="utf-8") as f:
-            paragraphs = [line.strip() for line in f if line.strip()]
+        paragraphs = [line.strip() for line in data.read_text(path).splitlines() if line.strip()]
         eot = tokenizer.eot_id  # 段首段尾都放结束符: 段首让第一个字也被预测, 段尾让模型学会 "一段话在这里结束"
         self.examples = [torch.tensor(([eot] + tokenizer.encode(p) + [eot])[:block_size]) for p in paragraphs]
         self.lengths = [len(x) for x in self.examples]
@@ -61,14 +60,23 @@ def main():
                    out="checkpoints/base_model.pt")
     args = p.parse_args()
 
-    # 1. 数据: 没有就先生成示例数据
+    # 参数先查 (模型形状、训练参数), 再动手生成数据或训练
+    overrides = {k: getattr(args, k) for k in ("n_layer", "n_embd") if getattr(args, k) is not None}
+    get_config(args.preset, **overrides)
+    check_train_args(args)
+
+    # 1. 数据: 没有就先生成示例数据 (data/ 里已有别的数据时不生成: 会覆盖它们)
     if not os.path.exists(args.data_path) and args.data_path == os.path.join(data.DATA_DIR, "pretrain.txt"):
+        present = [f for f in ("sft_train.jsonl", "sft_eval.jsonl", "pretrain_eval.txt", "tokenizer.json")
+                   if os.path.exists(os.path.join(data.DATA_DIR, f))]
+        if present:
+            raise SystemExit(f"错误: 找不到 {args.data_path}, 而 {data.DATA_DIR}/ 里已有 {', '.join(present)}, 不自动生成示例数据 "
+                             f"(会覆盖它们)。要示例数据就运行 python data.py --create_sample; 用自己的文本就加 --data_path")
         print(f"没有找到 {args.data_path}, 先生成示例数据 (python data.py --create_sample)")
         data.create_sample(data.DATA_DIR, seed=0, vocab_size=1536)
     if not os.path.exists(args.data_path):
         raise SystemExit(f"错误: 找不到预训练文本 {args.data_path}。检查 --data_path")
     tokenizer = data.load_tokenizer(args.tokenizer)
-    overrides = {k: getattr(args, k) for k in ("n_layer", "n_embd") if getattr(args, k) is not None}
     config = get_config(args.preset, vocab_size=tokenizer.vocab_size, **overrides)
     train_set = PretrainDataset(args.data_path, tokenizer, config.max_seq_len)
     eval_set = PretrainDataset(args.eval_path, tokenizer, config.max_seq_len) if os.path.exists(args.eval_path) else None

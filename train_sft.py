@@ -46,6 +46,8 @@ def load_start(args, allow_scratch=True):
     if not os.path.exists(args.init):
         hint = ", 或用 --init scratch 从随机权重开始" if allow_scratch else ""
         raise SystemExit(f"错误: 找不到底座模型 {args.init}。先运行 python pretrain.py 训练一个{hint}")
+    if os.path.abspath(args.out) == os.path.abspath(args.init):
+        raise SystemExit(f"错误: --out 和 --init 是同一个文件 {args.init}: 训练结果会覆盖底座。换一个 --out")
     return build_model(load_checkpoint(args.init, kinds=("model",)))
 
 

@@ -25,7 +25,7 @@ from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 
-from checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from checkpoint import FORMAT, check_output_path, load_checkpoint, save_checkpoint
 from data import IGNORE_INDEX, length_grouped_batches
 
 
@@ -63,7 +63,7 @@ def check_train_args(args):
     bad = [f"--{k} 必须 >= {low}, 收到 {getattr(args, k)}" for k, low in at_least.items() if not getattr(args, k) >= low]
     if args.max_steps is not None and args.max_steps < 1:
         bad.append(f"--max_steps 必须 >= 1, 收到 {args.max_steps}")
-    bad += [f"--{k} 必须 > 0, 收到 {getattr(args, k)}" for k in ("epochs", "lr") if not getattr(args, k) > 0]
+    bad += [f"--{k} 必须是有限的正数, 收到 {getattr(args, k)}" for k in ("epochs", "lr") if not 0 < getattr(args, k) < math.inf]
     if not 0 <= args.min_lr_ratio <= 1:
         bad.append(f"--min_lr_ratio 必须在 0 到 1 之间, 收到 {args.min_lr_ratio}")
     if bad:
@@ -201,6 +201,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     run_info: 写进续训状态的额外信息 (例如模型配置), 便于排查。
     """
     check_train_args(args)
+    check_output_path(args.out)  # 训练之前就确认结果存得下, 而不是训练完才发现
     rank, world, device = setup_distributed(args.device)
     main = rank == 0
     if device.type == "cuda":
@@ -231,8 +232,12 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         if not os.path.isfile(resume_path):
             raise SystemExit(f"错误: 找不到续训状态 {resume_path}。去掉 --resume 从头训练, 或检查 --out")
         state = load_checkpoint(resume_path, kinds=("resume",))
-        raw_model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            raw_model.load_state_dict(state["model_state"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise SystemExit(f"错误: {resume_path} 与现在的模型对不上 (是另一个脚本或另一种模型形状留下的: {type(e).__name__})。"
+                             f"用训练它时的命令续训, 或去掉 --resume 从头训练") from None
         if scaler and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         step, history = state["step"], state["history"]
@@ -263,14 +268,12 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
             batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
         return batches
 
-    if main:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     new_log = not (args.resume and os.path.exists(log_path))
     if main and not new_log:  # 崩溃时, 最后一次保存之后的几步已经写进日志; 续训会重算它们, 旧的那几行删掉
         with open(log_path, newline="") as f:
             rows = list(csv.reader(f))
         with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerows(rows[:1] + [r for r in rows[1:] if int(r[0]) <= step])
+            csv.writer(f).writerows(rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step])
     log_file = open(log_path, "w" if new_log else "a", newline="") if main else None
     log = csv.writer(log_file) if main else None
     if main and new_log:

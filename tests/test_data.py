@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+import data
 from data import (IGNORE_INDEX, collate, encode_chat, length_grouped_batches, load_conversations,
                   padding_fraction, render_chat, SFTDataset)
 from tokenizer import Tokenizer
@@ -180,3 +181,21 @@ def test_no_usable_conversation_is_error(tmp_path):
         load_conversations(str(path), quiet=True)
     with pytest.raises(SystemExit, match="找不到数据文件"):
         load_conversations(str(tmp_path / "missing.jsonl"))
+
+
+def test_create_sample_checks_vocab_size_before_writing(tmp_path):
+    mine = tmp_path / "sft_train.jsonl"
+    mine.write_text("my own data\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="--vocab_size 10 太小"):
+        data.create_sample(str(tmp_path), seed=0, vocab_size=10)
+    assert mine.read_text(encoding="utf-8") == "my own data\n"  # 报错之前什么都没写
+
+
+def test_unreadable_data_files_are_one_line(tmp_path):
+    (tmp_path / "bad.jsonl").write_bytes(b'{"a": 1}\n\xff\xfe\n')
+    with pytest.raises(SystemExit, match=r"bad.jsonl:2: 不是 UTF-8"):
+        data.load_conversations(str(tmp_path / "bad.jsonl"))
+    with pytest.raises(SystemExit, match="读不了"):
+        data.load_conversations(str(tmp_path))  # 目录
+    (tmp_path / "deep.jsonl").write_text("[" * 100000 + "\n", encoding="utf-8")  # 嵌套太深: RecursionError, 按坏记录报告
+    assert data.read_records(str(tmp_path / "deep.jsonl"))[0][1].args[0].startswith("无效的 JSON")

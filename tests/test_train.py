@@ -340,12 +340,35 @@ def test_script_errors(base, tmp_path):
     assert_one_line_error(run("train_lora.py", base, "--target_modules", "qkv", check=False), "没有匹配到任何 Linear 层")
     assert_one_line_error(run("train_sft.py", base, "--batch_size", "0", check=False), "--batch_size 必须 >= 1, 收到 0")
     assert_one_line_error(run("pretrain.py", base, "--lr", "-1", "--save_interval", "0", check=False),
-                          "--save_interval 必须 >= 1, 收到 0; --lr 必须 > 0, 收到 -1.0")
+                          "--save_interval 必须 >= 1, 收到 0; --lr 必须是有限的正数, 收到 -1.0")
     assert_one_line_error(run("train_sft.py", base, "--resume", "--out", str(tmp_path / "x.pt"), check=False), "找不到续训状态")
     if not torch.cuda.is_available():
         assert_one_line_error(run("train_sft.py", base, "--device", "cuda", check=False), "CUDA")
     (tmp_path / "text.pt").write_text("not a checkpoint")
     assert_one_line_error(run("train_sft.py", base, "--init", str(tmp_path / "text.pt"), check=False), "损坏或被截断")
+    # 会毁掉已有文件、或者训练完才失败的输入: 开训之前就停下
+    before = (base / "checkpoints/base_model.pt").read_bytes()
+    assert_one_line_error(run("train_lora.py", base, "--out", "checkpoints/base_model.pt", check=False), "会覆盖底座")
+    assert (base / "checkpoints/base_model.pt").read_bytes() == before
+    assert_one_line_error(run("train_sft.py", base, "--out", str(tmp_path), check=False), "是目录")
+    (tmp_path / "latin1.jsonl").write_bytes("{}\n\xe9t\xe9\n".encode("latin-1"))
+    assert_one_line_error(run("train_sft.py", base, "--data_path", str(tmp_path / "latin1.jsonl"), check=False),
+                          f"{tmp_path / 'latin1.jsonl'}:2: 不是 UTF-8")
+    run("train_sft.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "1", "--save_interval", "1",
+        "--out", str(tmp_path / "s.pt"))
+    full_sft = load_checkpoint(str(tmp_path / "s.pt"))  # 全参数 SFT 的续训状态, 却拿去给 LoRA 续训
+    save_checkpoint(str(tmp_path / "s.resume.pt"), {"format": full_sft["format"], "kind": "resume", "step": 1, "history": [],
+                                                    "model_state": full_sft["model_state"], "optimizer": {}})
+    assert_one_line_error(run("train_lora.py", base, "--resume", "--out", str(tmp_path / "s.pt"), check=False), "对不上")
+
+
+def test_pretrain_does_not_overwrite_user_data(tmp_path):
+    """data/ 里有用户自己的 SFT 数据但没有预训练文本: 不自动生成示例数据 (那会覆盖它)。"""
+    (tmp_path / "data").mkdir()
+    mine = tmp_path / "data/sft_train.jsonl"
+    mine.write_text("my own data\n", encoding="utf-8")
+    assert_one_line_error(run("pretrain.py", tmp_path, "--max_steps", "1", check=False), "不自动生成示例数据")
+    assert mine.read_text(encoding="utf-8") == "my own data\n" and not (tmp_path / "data/pretrain.txt").exists()
 
 
 def test_bad_records_are_skipped(base, tmp_path):
