@@ -201,9 +201,10 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     run_info: 写进续训状态的额外信息 (例如模型配置), 便于排查。
     """
     check_train_args(args)
-    check_output_path(args.out)  # 训练之前就确认结果存得下, 而不是训练完才发现
     rank, world, device = setup_distributed(args.device)
     main = rank == 0
+    if main:  # 训练之前就确认结果存得下, 而不是训练完才发现 (只由 rank 0 试写, 免得几个进程同时建、删同一个文件)
+        check_output_path(args.out)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # 即使 fp32 的矩阵乘也用 TF32 张量核
         torch.backends.cudnn.allow_tf32 = True

@@ -267,10 +267,11 @@ def test_atomic_save_keeps_previous(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(SystemExit, match="写不了 .*disk full"):  # 一行说明, 不是 traceback
         save_checkpoint(path, {"format": "sft-lesson/v1", "kind": "model", "v": 2})
     monkeypatch.undo()
     assert load_checkpoint(path)["v"] == 1  # 上一个好的 checkpoint 完好无损
+    assert os.listdir(tmp_path) == ["c.pt"]  # 写了一半的临时文件也删掉了
 
 
 # ---------------------------------------------------------------- 脚本端到端 (子进程)
