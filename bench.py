@@ -44,7 +44,7 @@ import torch.nn as nn
 import data
 from lora import apply_lora
 from model import GPT, get_config, pick_device
-from trainer import autocast_for, make_optimizer, n_targets, peak_memory_mb
+from trainer import autocast_for, below_minimum, make_optimizer, n_targets, peak_memory_mb
 
 TARGETS = {"full": None, "lora_qv": "q_proj,v_proj", "lora_all": "all-linear"}  # 三种训练配置 -> apply_lora 的目标
 TRAINER_SEED = 1337  # 训练脚本 --seed 的默认值: 第 0 个 epoch 的 batch 顺序由它决定
@@ -341,9 +341,8 @@ def main():
 
     if args._worker:
         return worker_main(args._worker)
-    low = {"batch_size": 1, "seq_len": 2, "big_batch_size": 1, "threads": 1, "warmup": 0, "steps": 1, "repeats": 1,
-           "gen_tokens": 1, "prompt_len": 1}
-    bad = [f"--{k} 必须 >= {v}, 收到 {getattr(args, k)}" for k, v in low.items() if getattr(args, k) < v]
+    bad = below_minimum(args, {"batch_size": 1, "seq_len": 2, "big_batch_size": 1, "threads": 1, "warmup": 0, "steps": 1,
+                               "repeats": 1, "gen_tokens": 1, "prompt_len": 1})
     if bad:
         raise SystemExit("错误: " + "; ".join(bad))
     if args.compare_hf:

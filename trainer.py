@@ -56,11 +56,15 @@ def add_train_args(p, **defaults):
     return g
 
 
+def below_minimum(args, lows):
+    """{参数名: 最小值} 里不达标的参数, 每个一句说明 (NaN 也算不达标)。"""
+    return [f"--{k} 必须 >= {low}, 收到 {getattr(args, k)}" for k, low in lows.items() if not getattr(args, k) >= low]
+
+
 def check_train_args(args):
     """训练参数的范围: 不合法时开训之前一行说明, 而不是训练中途的 ZeroDivisionError 或 torch 的内部报错。"""
-    at_least = {"batch_size": 1, "grad_accum": 1, "eval_interval": 1, "eval_batches": 1, "save_interval": 1,
-                "warmup_steps": 0, "weight_decay": 0, "grad_clip": 0}
-    bad = [f"--{k} 必须 >= {low}, 收到 {getattr(args, k)}" for k, low in at_least.items() if not getattr(args, k) >= low]
+    bad = below_minimum(args, {"batch_size": 1, "grad_accum": 1, "eval_interval": 1, "eval_batches": 1, "save_interval": 1,
+                               "warmup_steps": 0, "weight_decay": 0, "grad_clip": 0})
     if args.max_steps is not None and args.max_steps < 1:
         bad.append(f"--max_steps 必须 >= 1, 收到 {args.max_steps}")
     bad += [f"--{k} 必须是有限的正数, 收到 {getattr(args, k)}" for k in ("epochs", "lr") if not 0 < getattr(args, k) < math.inf]
@@ -269,16 +273,14 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
             batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
         return batches
 
-    new_log = not (args.resume and os.path.exists(log_path))
-    if main and not new_log:  # 崩溃时, 最后一次保存之后的几步已经写进日志; 续训会重算它们, 旧的那几行删掉
+    kept = []  # 续训时保留旧日志里前 step 步的行; 崩溃前、最后一次保存之后写下的几行作废 (续训会重算那几步)
+    if main and args.resume and os.path.exists(log_path):
         with open(log_path, newline="") as f:
-            rows = list(csv.reader(f))
-        with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerows(rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step])
-    log_file = open(log_path, "w" if new_log else "a", newline="") if main else None
+            kept = [r for r in list(csv.reader(f))[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+    log_file = open(log_path, "w", newline="") if main else None
     log = csv.writer(log_file) if main else None
-    if main and new_log:
-        log.writerow(["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss"])
+    if main:
+        log.writerows([["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss"]] + kept)
     from tqdm import tqdm
     bar = tqdm(total=total_steps, initial=step, disable=not main, dynamic_ncols=True, desc=os.path.basename(args.out))
     start = time.time()
