@@ -20,7 +20,7 @@ import torch
 import data
 from checkpoint import save_model
 from model import GPT, get_config
-from trainer import add_train_args, check_train_args, is_main_process, remove_resume_state, run_main, train
+from trainer import add_train_args, check_train_args, finish_run, is_main_process, run_main, train
 
 
 class PretrainDataset(torch.utils.data.Dataset):
@@ -96,7 +96,7 @@ def main():
     if not is_main_process():
         return
     save_model(args.out, model, tokenizer, vars(args), metrics)
-    remove_resume_state(args.out)  # 最终模型存好了才删: 保存途中被打断, 还能 --resume
+    finish_run(args.out)  # 最终模型存好了才换上这次的日志、删掉续训状态: 保存途中被打断, 还能 --resume
     print(f"底座模型已保存到 {args.out}  (train loss {metrics['train_loss']:.3f}, eval loss {metrics['eval_loss'] or float('nan'):.3f})")
 
     # 5. 看看底座会做什么: 续写。它没见过对话模板, 所以只会接着往下写, 不会 "回答"

@@ -19,7 +19,7 @@ import data
 from checkpoint import save_adapter, save_model
 from lora import apply_lora, base_fingerprint, count_parameters, lora_param_arithmetic, merged_state_dict
 from train_sft import add_sft_args, load_sft_data, load_start
-from trainer import add_train_args, is_main_process, remove_resume_state, run_main, side_path, train
+from trainer import add_train_args, finish_run, is_main_process, run_main, side_path, train
 
 
 def main():
@@ -63,7 +63,7 @@ def main():
         return
     lora_config = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout, "target_modules": wrapped}
     save_adapter(args.out, model, lora_config, args.init, fingerprint, vars(args), metrics)
-    remove_resume_state(args.out)  # 适配器存好了才删: 保存途中被打断, 还能 --resume
+    finish_run(args.out)  # 适配器存好了才换上这次的日志、删掉续训状态: 保存途中被打断, 还能 --resume
     print(f"LoRA 适配器已保存到 {args.out}。试试: python chat.py --checkpoint {args.out}")
     if args.merge:
         merged_path = side_path(args.out, "_merged.pt").replace("_adapter_merged", "_merged")

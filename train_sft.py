@@ -21,7 +21,7 @@ import torch
 import data
 from checkpoint import build_model, load_checkpoint, save_model
 from model import GPT, get_config
-from trainer import add_train_args, is_main_process, remove_resume_state, run_main, train
+from trainer import add_train_args, finish_run, is_main_process, run_main, train
 
 
 def add_sft_args(p):
@@ -85,7 +85,7 @@ def main():
     # 3. 保存
     if is_main_process():
         save_model(args.out, model, tokenizer, vars(args), metrics)
-        remove_resume_state(args.out)  # 最终模型存好了才删: 保存途中被打断, 还能 --resume
+        finish_run(args.out)  # 最终模型存好了才换上这次的日志、删掉续训状态: 保存途中被打断, 还能 --resume
         print(f"SFT 模型已保存到 {args.out}。试试: python chat.py --checkpoint {args.out}")
 
 

@@ -230,8 +230,10 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         raise SystemExit(f"错误: 训练数据只有 {len(train_set)} 条, 不够一个优化步 ({step_bs} 条)。调小 --batch_size 或 --grad_accum")
     total_steps = args.max_steps or max(1, int(args.epochs * steps_per_epoch))
 
-    resume_path = side_path(args.out, ".resume.pt")
-    log_path, png_path = side_path(args.out, ".log.csv"), side_path(args.out, ".loss.png")
+    # 这次运行的续训状态、CSV 日志和 loss 曲线。日志和曲线先写在 *.part 里, 最终模型存好后 finish_run 才换到正式位置:
+    # 一次失败的运行 (NaN、Ctrl-C、崩溃) 不会覆盖上一个模型的日志
+    resume_path, log_path, png_path = run_files(args.out)
+    log_part, png_part = log_path + ".part", png_path + ".part"
     step, history = 0, []
     if args.resume:
         if not os.path.isfile(resume_path):
@@ -274,10 +276,10 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         return batches
 
     kept = []  # 续训时保留旧日志里前 step 步的行; 崩溃前、最后一次保存之后写下的几行作废 (续训会重算那几步)
-    if main and args.resume and os.path.exists(log_path):
-        with open(log_path, newline="") as f:
+    if main and args.resume and os.path.exists(log_part):
+        with open(log_part, newline="") as f:
             kept = [r for r in list(csv.reader(f))[1:] if r and r[0].isdigit() and int(r[0]) <= step]
-    log_file = open(log_path, "w", newline="") if main else None
+    log_file = open(log_part, "w", newline="") if main else None
     log = csv.writer(log_file) if main else None
     if main:
         log.writerows([["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss"]] + kept)
@@ -368,8 +370,8 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
             log_file.close()
 
     if main:
-        plot_loss(history, png_path)
-    # 续训状态留着, 等调用者存好最终模型再删 (remove_resume_state): 最后那次保存途中被打断, 还能 --resume
+        plot_loss(history, png_part)
+    # 续训状态留着, 等调用者存好最终模型再删 (finish_run): 最后那次保存途中被打断, 还能 --resume
     evals = [h[2] for h in history if h[2] is not None]
     times = sorted(h[3] for h in history[-100:]) or [0.0]
     return {"steps": step, "train_loss": history[-1][1] if history else None,
@@ -382,11 +384,19 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
             "train_s": time.time() - start}  # 这次运行的训练用时 (含定期验证; 续训时只算续上的这段)
 
 
-def remove_resume_state(out):
-    """最终模型已经存好, 续训状态 (out 旁边的 *.resume.pt) 不再需要。"""
-    path = side_path(out, ".resume.pt")
-    if os.path.exists(path):
-        os.remove(path)
+def run_files(out):
+    """一次训练运行在 out 旁边的文件: (续训状态, CSV 日志, loss 曲线)。后两个在运行中叫 *.part。"""
+    return side_path(out, ".resume.pt"), side_path(out, ".log.csv"), side_path(out, ".loss.png")
+
+
+def finish_run(out):
+    """最终模型已经存好: 这次运行的日志和曲线换到正式位置 (*.log.csv、*.loss.png), 续训状态不再需要。"""
+    resume_path, log_path, png_path = run_files(out)
+    for path in (log_path, png_path):
+        if os.path.exists(path + ".part"):
+            os.replace(path + ".part", path)
+    if os.path.exists(resume_path):
+        os.remove(resume_path)
 
 
 def peak_memory_mb(device):
@@ -412,7 +422,7 @@ def plot_loss(history, path):
     ax.set_ylabel("loss")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")  # 文件名以 .part 结尾, 格式要明说
     plt.close(fig)
 
 

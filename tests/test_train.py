@@ -22,7 +22,7 @@ from checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from lora import apply_lora
 from model import GPT, get_config
 from tokenizer import Tokenizer
-from trainer import add_train_args, run_main, train
+from trainer import add_train_args, finish_run, run_main, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ["小明", "小红", "小刚", "阿花", "大壮", "Tom", "Lucy", "Jack"]
@@ -93,6 +93,7 @@ def test_loop_lowers_loss(world, tmp_path):
     ds = data.SFTDataset(convs, tok, 64)
     model = tiny_model(tok)
     m = train(model, ds, ds, lambda b: data.collate(b, tok.pad_id), train_args(tmp_path / "m.pt", "--max_steps", "60"))
+    finish_run(str(tmp_path / "m.pt"))  # 训练脚本存好模型后做的事: 日志和曲线换到正式位置
     rows = list(csv.DictReader(open(m["log"])))
     first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
     assert len(rows) == 60 and last < 0.6 * first
@@ -147,9 +148,11 @@ def test_resume_matches_uninterrupted(world, tmp_path, lora_dropout):
                     train_args(out, "--max_steps", "12", "--save_interval", "4", "--resume"))
     assert resumed["steps"] == 12
     assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
+    assert os.path.exists(tmp_path / "b.resume.pt")  # 调用者存好最终模型之前, 续训状态一直留着
+    finish_run(str(out))
+    assert not os.path.exists(tmp_path / "b.resume.pt")
     steps = [int(r["step"]) for r in csv.DictReader(open(resumed["log"]))]
     assert steps == list(range(1, 13))  # 崩溃前写下的第 5、6 步被续训重算, 日志里不重复
-    assert os.path.exists(tmp_path / "b.resume.pt")  # 调用者存好最终模型之前, 续训状态一直留着
 
 
 def test_ctrl_c_finishes_the_step_then_saves(world, tmp_path):
@@ -192,7 +195,10 @@ def test_ctrl_c_outside_training_is_one_line(capsys):
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
+    """NaN 时停下: 续训状态停在上次保存的那一步; 上一个模型的日志和 loss 曲线 (同一个 --out) 原样保留。"""
     root, tok, convs = world
+    for f in ("m.log.csv", "m.loss.png"):
+        (tmp_path / f).write_text("上一次运行的")
     ds = data.SFTDataset(convs, tok, 64)
     model = tiny_model(tok)
     real_forward = model.forward
@@ -208,6 +214,9 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
     with pytest.raises(SystemExit, match="第 5 步的 loss 是 nan"):
         train(model, ds, None, lambda b: data.collate(b, tok.pad_id), train_args(out, "--max_steps", "10", "--save_interval", "2"))
     assert load_checkpoint(str(tmp_path / "m.resume.pt"))["step"] == 4
+    for f in ("m.log.csv", "m.loss.png"):
+        assert (tmp_path / f).read_text() == "上一次运行的"
+    assert len(list(csv.reader(open(tmp_path / "m.log.csv.part")))) == 1 + 4  # 这次的日志: 表头和 NaN 之前的 4 步
 
 
 # ---------------------------------------------------------------- checkpoint
