@@ -31,6 +31,7 @@
 """
 import argparse
 import codecs
+import math
 import os
 import re
 import sys
@@ -42,6 +43,7 @@ import data
 from checkpoint import load_checkpoint, load_model
 from lora import LoRALinear, base_fingerprint, load_lora_state_dict, lora_state_dict
 from model import pick_device
+from trainer import run_main
 
 HELP = """命令:
   /help            显示这段说明
@@ -248,9 +250,9 @@ def parse_args(argv=None):
     g.add_argument("--prompt", default=None, help="只问这一句: 打印回答后退出")
     g.add_argument("--verbose", action="store_true", help="每个回答后在 stderr 打印 token 数和 tokens/s")
     args = p.parse_args(argv)
-    if args.temperature < 0 or args.max_new_tokens < 1 or (args.top_k is not None and args.top_k < 1) \
+    if not 0 <= args.temperature < math.inf or args.max_new_tokens < 1 or (args.top_k is not None and args.top_k < 1) \
             or not 0 < args.top_p <= 1:
-        raise SystemExit("错误: 生成参数不合法。要求 --temperature >= 0, --max_new_tokens >= 1, --top_k >= 1, 0 < --top_p <= 1")
+        raise SystemExit("错误: 生成参数不合法。要求 --temperature >= 0 (有限的数), --max_new_tokens >= 1, --top_k >= 1, 0 < --top_p <= 1")
     return args
 
 
@@ -281,7 +283,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:  # 加载模型或读管道时按 Ctrl-C: 安静退出, 不打印 traceback
-        sys.exit(130)
+    run_main(main)  # 加载模型或读管道时按 Ctrl-C、输出管道被关闭: 一行或安静退出, 不打印 traceback

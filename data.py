@@ -368,6 +368,8 @@ def main():
 
     if not (args.create_sample or args.show or args.check):
         p.error("请指定 --create_sample、--show 或 --check FILE 之一")
+    if args.max_length < 1:
+        raise SystemExit(f"错误: --max_length 必须 >= 1, 收到 {args.max_length}")
     if args.create_sample:
         create_sample(args.out_dir, args.seed, args.vocab_size)
     if args.show:

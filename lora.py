@@ -84,9 +84,9 @@ def apply_lora(model, target_modules, r=8, alpha=16, dropout=0.05) -> list[str]:
         target_modules = [t.strip() for t in target_modules.split(",") if t.strip()]
     if _lora_layers(model):
         raise SystemExit("错误: 这个模型已经套过 LoRA (apply_lora)。请从没套 LoRA 的底座重新开始")
-    if r < 1 or not 0 <= dropout < 1 or not target_modules:
-        raise SystemExit(f"错误: LoRA 设置不合法 (r={r}, dropout={dropout}, target_modules={target_modules})。"
-                         "r 要 >= 1, dropout 在 [0, 1) 内, target_modules 不能为空")
+    if r < 1 or not 0 < alpha < math.inf or not 0 <= dropout < 1 or not target_modules:  # nan 的比较都是 False
+        raise SystemExit(f"错误: LoRA 设置不合法 (r={r}, alpha={alpha}, dropout={dropout}, target_modules={target_modules})。"
+                         "r 要 >= 1, alpha 是正数, dropout 在 [0, 1) 内, target_modules 不能为空")
     # lm_head 与 embed_tokens 共享权重: merge 会连带改掉输入 embedding, 所以和 PEFT 一样不套在输出层上
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.split(".")[-1] != "lm_head"]
     if target_modules == ["all-linear"]:

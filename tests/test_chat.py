@@ -270,6 +270,7 @@ def test_ctrl_c_stops_reply_keeps_partial_in_history(files, capsys):
     ("wrong_base", "另一个底座"),
     ("cuda", "CUDA"),
     ("bad_flag", "生成参数不合法"),
+    ("nan_flag", "生成参数不合法"),
 ])
 def test_bad_input_is_one_line_error(files, monkeypatch, capsys, case, pattern):
     argv = {
@@ -279,6 +280,7 @@ def test_bad_input_is_one_line_error(files, monkeypatch, capsys, case, pattern):
         "wrong_base": ["--checkpoint", files["sft"], "--lora", files["wrong_base"]],
         "cuda": ["--checkpoint", files["sft"], "--device", "cuda"],
         "bad_flag": ["--checkpoint", files["sft"], "--temperature", "-1"],
+        "nan_flag": ["--checkpoint", files["sft"], "--temperature", "nan"],
     }[case]
     if case == "cuda" and torch.cuda.is_available():
         pytest.skip("这台机器有 CUDA")
@@ -286,6 +288,16 @@ def test_bad_input_is_one_line_error(files, monkeypatch, capsys, case, pattern):
     with pytest.raises(SystemExit, match=pattern) as e:
         chat.main(argv + ["--prompt", "你好"] + ([] if case == "cuda" else ["--device", "cpu"]))
     assert str(e.value).startswith("错误: ") and "\n" not in str(e.value)
+
+
+def test_closed_output_pipe_no_traceback(files):
+    """python chat.py ... | head -1 这样读了一点就关掉管道: 安静退出, 不打印 BrokenPipeError 的 traceback。"""
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "chat.py", "--checkpoint", files["sft"], "--prompt", "你好", "--temperature", "0",
+                          "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    p.stdout.close()  # 在它写出第一个字之前就关掉
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1 and err == ""
 
 
 def test_bad_checkpoint_cli_no_traceback(files):

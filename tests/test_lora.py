@@ -136,6 +136,16 @@ def test_load_errors():
         load_lora_state_dict(make_model(), lora_state_dict(model))
 
 
+@pytest.mark.parametrize("bad", [{"r": 0}, {"alpha": float("nan")}, {"alpha": 0}, {"alpha": float("inf")},
+                                 {"dropout": 1.0}, {"dropout": float("nan")}, {"target_modules": " , "}])
+def test_bad_lora_settings_are_one_line(bad):
+    """不合法的 r / alpha / dropout 在训练开始前就报一行错 (alpha = nan 以前要到第 1 步才以 "loss 是 nan" 的样子出现)。"""
+    kwargs = {"target_modules": "q_proj,v_proj", "r": 4, "alpha": 8, "dropout": 0.1} | bad
+    with pytest.raises(SystemExit, match="^错误: LoRA 设置不合法") as e:
+        apply_lora(make_model(), **kwargs)
+    assert "\n" not in str(e.value)
+
+
 def test_unknown_target_lists_available_names():
     with pytest.raises(SystemExit, match="^错误: .*'qproj'.*可选: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj") as e:
         apply_lora(make_model(), "q_proj,qproj")

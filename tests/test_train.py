@@ -352,6 +352,9 @@ def test_script_errors(base, tmp_path):
     assert_one_line_error(run("pretrain.py", base, "--lr", "-1", "--save_interval", "0", check=False),
                           "--save_interval 必须 >= 1, 收到 0; --lr 必须是有限的正数, 收到 -1.0")
     assert_one_line_error(run("train_sft.py", base, "--resume", "--out", str(tmp_path / "x.pt"), check=False), "找不到续训状态")
+    assert_one_line_error(run("train_lora.py", base, "--lora_alpha", "nan", check=False), "LoRA 设置不合法")
+    assert_one_line_error(run("data.py", base, "--check", "data/sft_train.jsonl", "--max_length", "0", check=False),
+                          "--max_length 必须 >= 1")
     if not torch.cuda.is_available():
         assert_one_line_error(run("train_sft.py", base, "--device", "cuda", check=False), "CUDA")
     (tmp_path / "text.pt").write_text("not a checkpoint")
