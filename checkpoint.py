@@ -4,7 +4,7 @@
     {"format": "sft-lesson/v1", "kind": "model", "model_config": {...}, "model_state": {...},
      "tokenizer": {...}, "args": {...}, "metrics": {...}}
 LoRA 适配器 (kind="lora_adapter") 只存 lora_A/lora_B 和它的配置, 外加底座的路径与指纹;
-续训状态 (kind="resume") 由 trainer.py 写, 多了优化器、步数和随机数状态。
+续训状态 (kind="resume") 由 trainer.py 写, 多了优化器状态、步数和 loss 历史 (随机数由步数推出, 不用存)。
 
 两条安全规则:
   - 加载一律 torch.load(weights_only=True): pickle 能执行任意代码, 陌生人给的 .pt 不能让它跑代码。

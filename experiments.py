@@ -69,7 +69,7 @@ def exp_lora(fresh):
         "全参数 SFT": train("sft_full", "train_sft.py", fresh=fresh),
         "LoRA r=8 q_proj,v_proj": train("lora_qv_r8", "train_lora.py", "--lora_r", "8", fresh=fresh),
         "LoRA r=8 all-linear": train("lora_all_r8", "train_lora.py", "--lora_r", "8", "--target_modules", "all-linear", fresh=fresh),
-        # 可训练参数多了 4.8 倍, 默认学习率 1e-2 对它太大 (loss 发散); 同一行再用小一些的学习率跑一次
+        # 可训练参数是 q,v 的 4.8 倍, 默认学习率 1e-2 对它太大 (loss 在 1 到 2 之间来回跳); 同一行再用小一些的学习率跑一次
         "LoRA r=8 all-linear, --lr 3e-3": train("lora_all_r8_lr3e-3", "train_lora.py", "--lora_r", "8", "--target_modules",
                                                 "all-linear", "--lr", "3e-3", fresh=fresh),
     }

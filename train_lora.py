@@ -1,4 +1,4 @@
-"""train_lora.py — LoRA 微调: 冻结底座的全部权重, 只训练插在 q_proj/v_proj 旁边的低秩旁路 y = Wx + BAx。
+"""train_lora.py — LoRA 微调: 冻结底座的全部权重, 只训练插在 q_proj/v_proj 旁边的低秩旁路 y = Wx + (α/r)·BAx。
 
 与 train_sft.py 的区别只有一步: 训练前 apply_lora(model, ...) 把目标层包起来并冻结其余参数。
 数据、掩码、训练循环全都一样 (从 train_sft.py / trainer.py 复用, 没有复制)。
