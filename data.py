@@ -148,6 +148,11 @@ def read_text(path):
         raise SystemExit(f"错误: 读不了 {path} ({e.strerror})。检查路径和权限")
 
 
+def _bad_json(e):
+    """JSON 解析失败 (语法错误; 嵌套太深、数字太长之类) -> 这一行的坏记录说明。"""
+    return ValueError(f"无效的 JSON: {getattr(e, 'msg', type(e).__name__)}")
+
+
 def read_records(path):
     """读 .jsonl (一行一条) 或 .json (一个数组), 返回 [(行号, 记录或 ValueError)]。
 
@@ -171,8 +176,8 @@ def read_records(path):
             line = text.count("\n", 0, pos) + 1
             try:
                 rec, pos = dec.raw_decode(text, pos)
-            except (ValueError, RecursionError) as e:  # 语法错误; 嵌套太深、数字太长之类
-                out.append((line, ValueError(f"无效的 JSON: {getattr(e, 'msg', type(e).__name__)}")))
+            except (ValueError, RecursionError) as e:
+                out.append((line, _bad_json(e)))
                 break
             out.append((line, rec))
     else:
@@ -181,7 +186,7 @@ def read_records(path):
                 try:
                     out.append((line, json.loads(s)))
                 except (ValueError, RecursionError) as e:
-                    out.append((line, ValueError(f"无效的 JSON: {getattr(e, 'msg', type(e).__name__)}")))
+                    out.append((line, _bad_json(e)))
     return out
 
 
