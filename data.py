@@ -100,17 +100,21 @@ def normalize_record(rec):
     if not isinstance(rec, dict):
         raise ValueError("记录不是 JSON 对象")
     if "instruction" in rec and "output" in rec:  # Alpaca: history 是之前的 [问, 答] 对
-        user = rec["instruction"]
-        if rec.get("input"):
-            user = f"{user}\n\n{rec['input']}" if isinstance(user, str) else user
+        user, extra, history = rec["instruction"], rec.get("input"), rec.get("history") or []
+        if extra:
+            if not isinstance(extra, str):
+                raise ValueError("input 不是字符串")
+            user = f"{user}\n\n{extra}" if isinstance(user, str) else user
+        if not isinstance(history, list):
+            raise ValueError("history 应是 [[问, 答], ...] 这样的列表")
         raw = [{"role": "system", "content": rec["system"]}] if rec.get("system") else []
-        for pair in rec.get("history") or []:
+        for pair in history:
             if not (isinstance(pair, list) and len(pair) == 2):
                 raise ValueError("history 的每一项应是 [问, 答]")
             raw += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
         raw += [{"role": "user", "content": user}, {"role": "assistant", "content": rec["output"]}]
     elif isinstance(rec.get("conversations"), list) or isinstance(rec.get("messages"), list):
-        raw = rec.get("conversations") if "conversations" in rec else rec["messages"]
+        raw = rec["conversations"] if isinstance(rec.get("conversations"), list) else rec["messages"]
         if rec.get("system"):  # ShareGPT 把 system 放在外面
             raw = [{"role": "system", "content": rec["system"]}] + raw
     else:
@@ -122,6 +126,8 @@ def normalize_record(rec):
             raise ValueError("消息不是 JSON 对象")
         role = m.get("role", m.get("from"))
         content = m.get("content", m.get("value"))
+        if not isinstance(role, str):
+            raise ValueError(f"角色 {role!r} 不是字符串")
         role = ROLE_ALIASES.get(role, role)
         if role not in ROLES:
             raise ValueError(f"未知角色 {role!r} (只支持 system/user/assistant, 以及 human/gpt)")
@@ -140,7 +146,8 @@ def read_text(path):
     try:
         with open(path, "rb") as f:
             raw = f.read()
-        return raw.decode("utf-8").replace("\r\n", "\n")
+        # utf-8-sig: Windows 记事本存的 "UTF-8 (带 BOM)" 文件开头多一个 \ufeff, 读时去掉, 否则第一行的 JSON 解析不了
+        return raw.decode("utf-8-sig").replace("\r\n", "\n")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise SystemExit(f"错误: {path}:{line}: 不是 UTF-8 文本。请先转成 UTF-8")
@@ -164,9 +171,9 @@ def read_records(path):
     out = []
     if path.endswith(".json"):
         dec = json.JSONDecoder()
-        pos = text.find("[")
-        if pos < 0:
-            return [(1, ValueError(".json 文件应是一个 JSON 数组 (一行一条请用 .jsonl)"))]
+        pos = len(text) - len(text.lstrip())
+        if not text.startswith("[", pos):  # 一个对象 (哪怕里面有数组) 不是数据集: 不去猜它的哪一部分才是
+            return [(text.count("\n", 0, pos) + 1, ValueError(".json 文件应是一个 JSON 数组 [...] (一行一条请用 .jsonl)"))]
         pos += 1
         while True:  # 逐个元素解析, 这样坏记录也能报出它所在的行号
             while pos < len(text) and text[pos] in " \t\r\n,":
@@ -181,7 +188,8 @@ def read_records(path):
                 break
             out.append((line, rec))
     else:
-        for line, s in enumerate(text.splitlines(), 1):
+        # 按 "\n" 切, 不用 splitlines(): 后者还会在 \u2028、\x85 这些字符处断行, 而它们可以原样出现在 JSON 字符串里
+        for line, s in enumerate(text.split("\n"), 1):
             if s.strip():
                 try:
                     out.append((line, json.loads(s)))
@@ -190,10 +198,11 @@ def read_records(path):
     return out
 
 
-def load_records(path, strict=False, quiet=False, check=None):
+def load_records(path, strict=False, quiet=False, check=None, max_report=20):
     """读文件并规范化, 返回 [(记录, messages)]。坏记录按 file:line: 原因 报告后跳过; strict=True 时第一条就中止。
 
     check(记录): 额外的检查 (例如评估集要求有 answer), 不通过时抛 ValueError(原因), 与格式错误同样报告。
+    max_report: 最多逐条列出几条坏记录 (None 表示全部): 拿错了文件 (比如把纯文本当成 .jsonl) 时不刷几千行屏。
     """
     good, bad = [], 0
     for line, rec in read_records(path):
@@ -208,10 +217,12 @@ def load_records(path, strict=False, quiet=False, check=None):
             if strict:
                 raise SystemExit(f"错误: {path}:{line}: {e} (--strict 模式下遇到坏记录即停止; 去掉 --strict 可跳过)")
             bad += 1
-            if not quiet:
+            if not quiet and (max_report is None or bad <= max_report):
                 print(f"{path}:{line}: {e} (已跳过)", file=sys.stderr)
     if bad and not quiet:
-        print(f"{path}: 跳过 {bad} 条坏记录, 保留 {len(good)} 条", file=sys.stderr)
+        more = "" if max_report is None or bad <= max_report else \
+            f" (只列出了前 {max_report} 条; python data.py --check {path} 列出全部)"
+        print(f"{path}: 跳过 {bad} 条坏记录, 保留 {len(good)} 条{more}", file=sys.stderr)
     if not good:
         raise SystemExit(f"错误: {path} 里没有一条可用的对话。用 python data.py --check {path} 查看原因")
     return good
@@ -340,7 +351,7 @@ def show(path, index, tokenizer, max_length):
 
 
 def check(path, tokenizer, max_length, strict):
-    records = load_records(path, strict=strict)
+    records = load_records(path, strict=strict, max_report=None)
     convs = [m for _, m in records]
     lengths = sorted(len(render_chat(m, tokenizer)[0]) for m in convs)
     n_turns = sum(sum(x["role"] == "assistant" for x in m) for m in convs)

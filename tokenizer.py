@@ -248,12 +248,12 @@ def _read_text(path):
     """读基准文本; .json/.jsonl 只取其中的字符串值, 免得转义符和键名干扰统计。"""
     if not os.path.isfile(path):
         raise SystemExit(f"错误: 找不到文本文件 {path}。请先运行 python data.py --create_sample, 或用 --text 指定文件")
-    with open(path, encoding="utf-8") as f:
-        raw = f.read()
+    from data import read_text  # 不是 UTF-8、读不了: 与数据文件同样的一行报错 (file:line)
+    raw = read_text(path)
     if not path.endswith((".json", ".jsonl")):
         return raw
     try:
-        records = [json.loads(raw)] if path.endswith(".json") else [json.loads(x) for x in raw.splitlines() if x.strip()]
+        records = [json.loads(raw)] if path.endswith(".json") else [json.loads(x) for x in raw.split("\n") if x.strip()]
     except json.JSONDecodeError as e:
         raise SystemExit(f"错误: {path} 不是合法 JSON ({e})。请换一个文件, 或用纯文本文件")
     strings, stack = [], records

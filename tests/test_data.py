@@ -151,6 +151,11 @@ BAD = [
     ('{"conversations": [{"role": "user", "content": "hi"}]}', "没有 assistant"),
     ('{"conversations": [{"role": "user", "content": 3}, {"role": "assistant", "content": "x"}]}', "不是字符串"),
     ('{"text": "hello"}', "无法识别的格式"),
+    # 类型不对的字段: 报告成坏记录, 而不是 TypeError 的 traceback
+    ('{"messages": [{"role": ["user"], "content": "hi"}, {"role": "assistant", "content": "x"}]}', "不是字符串"),
+    ('{"conversations": null, "messages": [{"role": "user", "content": "hi"}]}', "没有 assistant"),
+    ('{"instruction": "a", "output": "b", "history": 5}', "history 应是"),
+    ('{"instruction": "a", "input": ["x"], "output": "b"}', "input 不是字符串"),
 ]
 GOOD = '{"conversations": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}'
 
@@ -199,3 +204,42 @@ def test_unreadable_data_files_are_one_line(tmp_path):
         data.load_conversations(str(tmp_path))  # 目录
     (tmp_path / "deep.jsonl").write_text("[" * 100000 + "\n", encoding="utf-8")  # 嵌套太深: RecursionError, 按坏记录报告
     assert data.read_records(str(tmp_path / "deep.jsonl"))[0][1].args[0].startswith("无效的 JSON")
+
+
+def test_jsonl_lines_are_split_on_newline_only(tmp_path, capsys):
+    """\u2028、\x85 可以原样出现在 JSON 字符串里; 按它们断行会把好记录拆坏, 行号也对不上。"""
+    path = tmp_path / "d.jsonl"
+    odd = {"conversations": [{"role": "user", "content": "第一句\u2028第二句\x85第三句"},
+                             {"role": "assistant", "content": "好"}]}
+    path.write_text(json.dumps(odd, ensure_ascii=False) + "\n{oops\n" + GOOD + "\n", encoding="utf-8")
+    convs = load_conversations(str(path))
+    assert len(convs) == 2 and convs[0][0]["content"] == odd["conversations"][0]["content"]
+    assert f"{path}:2: 无效的 JSON" in capsys.readouterr().err
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    for ext, text in (("jsonl", GOOD + "\n"), ("json", "[" + GOOD + "]")):
+        path = tmp_path / f"bom.{ext}"
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))  # Windows 记事本的 "UTF-8 (带 BOM)"
+        assert len(load_conversations(str(path))) == 1
+
+
+@pytest.mark.parametrize("text", ["{" + GOOD[1:-1] + "}", '{"data": [' + GOOD + "]}"])
+def test_json_file_that_is_an_object_is_rejected(tmp_path, text):
+    """.json 必须是数组: 一个对象 (哪怕里面套着数组) 不去猜哪一部分是数据。"""
+    path = tmp_path / "d.json"
+    path.write_text(text)
+    with pytest.raises(SystemExit, match=f"{path}:1: .json 文件应是一个 JSON 数组"):
+        load_conversations(str(path), strict=True)
+
+
+def test_many_bad_records_are_summarised(tmp_path, capsys, tok):
+    """拿错了文件 (比如纯文本): 训练时只列出前 20 条, 再说一共几条; data.py --check 列出全部。"""
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(["not json"] * 50 + [GOOD]) + "\n")
+    assert len(load_conversations(str(path))) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 21 and err[19].startswith(f"{path}:20: ")
+    assert "跳过 50 条坏记录" in err[-1] and "python data.py --check" in err[-1]
+    data.check(str(path), tok, 64, strict=False)
+    assert len(capsys.readouterr().err.splitlines()) == 51

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from tokenizer import MAX_CJK_PER_TOKEN, SPECIAL_TOKENS, Tokenizer
+from tokenizer import MAX_CJK_PER_TOKEN, SPECIAL_TOKENS, Tokenizer, _read_text
 
 CORPUS = "\n".join([
     "你好! 我是一个小助手, 很高兴认识你。北京是中国的首都, 上海是中国最大的城市。",
@@ -175,3 +175,8 @@ def test_load_errors_are_one_line(tmp_path):
         Tokenizer.load(str(bad))
     with pytest.raises(SystemExit, match="不是本课程的分词器"):
         Tokenizer.from_dict({"type": "something_else"})
+
+    latin1 = tmp_path / "latin1.txt"  # tokenizer.py --text 读的基准文本: 不是 UTF-8 时一行 file:line
+    latin1.write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(SystemExit, match="latin1.txt:2: 不是 UTF-8"):
+        _read_text(str(latin1))
