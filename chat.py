@@ -89,15 +89,19 @@ class Bot:
         # 给回答留的位置: 最多半个窗口, 否则小窗口的模型连一轮历史都放不下
         budget = L - min(args.max_new_tokens, L // 2)
         ids, dropped = self.prompt_ids(budget)
-        if dropped:
-            note(f"(上下文窗口满了: 丢掉了最早的 {dropped} 轮对话, system prompt 保留)")
-        tok = self.tokenizer
+        tok, system_kept = self.tokenizer, bool(self.system)
         if len(ids) > budget:
-            # 只剩这一条消息还是太长: 保留开头的 system 和 <|user|>, 丢掉消息的前半部分 (问题通常在末尾)
+            # 只剩这一条消息还是放不下: 保留开头的 system 和 <|user|>, 丢掉消息的前半部分 (问题通常在末尾)。
+            # system prompt 自己就占了半个窗口以上时, 这一轮不用它: 从左边截, 会留下没有 <|system|> 的半句话
             head = len(data.render_chat(self.messages()[:-1], tok)[0]) + 1
-            head = head if head <= budget // 2 else 0
-            ids = ids[:head] + ids[len(ids) - (budget - head):]
-            note(f"(这条消息太长: 只保留了它最后的一部分, 共 {budget} 个 token)")
+            if self.system and head > budget // 2:
+                note(f"(system prompt 太长 ({head - 1} 个 token): 这一轮没有用它; 用 /system 换一个短一些的)")
+                ids, head, system_kept = data.render_chat(self.history, tok, add_generation_prompt=True)[0], 1, False
+            if len(ids) > budget:
+                ids = ids[:head] + ids[len(ids) - (budget - head):]
+                note(f"(这条消息太长: 只保留了它最后的一部分, 共 {budget} 个 token)")
+        if dropped:
+            note(f"(上下文窗口满了: 丢掉了最早的 {dropped} 轮对话" + (", system prompt 保留)" if system_kept else ")"))
         stop_ids = set(tok.special_ids.values())
         # 增量解码器攒着不完整的 UTF-8 字节, 等下一个 token 补齐后再输出整个字符
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -209,7 +213,18 @@ def run_command(line, bots, interactive):
 
 def read_lines(interactive):
     if not interactive:
-        yield from sys.stdin
+        src = getattr(sys.stdin, "buffer", None)
+        if src is None:  # 已经是文字 (测试里换成了 StringIO)
+            yield from sys.stdin
+            return
+        # 按字节一行行读、自己解码: 某一行不是合法文字 (例如 GBK 编码的文件) 时能说出是第几行
+        encoding = sys.stdin.encoding or "utf-8"
+        for n, raw in enumerate(src, 1):
+            try:
+                yield raw.decode(encoding)
+            except UnicodeDecodeError:
+                raise SystemExit(f"错误: 标准输入第 {n} 行不是 {encoding} 编码的文字。请先转换编码 "
+                                 f"(例如 iconv -f GBK -t UTF-8 文件名 | python chat.py)") from None
         return
     try:
         import readline  # noqa: F401  导入即生效: input() 获得方向键编辑和历史。Windows 上没有, 照常能用
@@ -223,6 +238,8 @@ def read_lines(interactive):
             return
         except KeyboardInterrupt:  # 输入时按 Ctrl-C: 放弃这一行, 不退出
             note("\n(输入 /exit 或按 Ctrl-D 退出)")
+        except UnicodeDecodeError:  # 终端的编码设置与 Python 以为的不同
+            note("(这一行不是终端编码的文字, 已忽略; 请检查终端的编码设置, 例如 UTF-8)")
 
 
 def answer(bots, text, args, interactive):
@@ -251,8 +268,9 @@ def parse_args(argv=None):
     g.add_argument("--verbose", action="store_true", help="每个回答后在 stderr 打印 token 数和 tokens/s")
     args = p.parse_args(argv)
     if not 0 <= args.temperature < math.inf or args.max_new_tokens < 1 or (args.top_k is not None and args.top_k < 1) \
-            or not 0 < args.top_p <= 1:
-        raise SystemExit("错误: 生成参数不合法。要求 --temperature >= 0 (有限的数), --max_new_tokens >= 1, --top_k >= 1, 0 < --top_p <= 1")
+            or not 0 < args.top_p <= 1 or (args.seed is not None and not 0 <= args.seed < 2**63):
+        raise SystemExit("错误: 生成参数不合法。要求 --temperature >= 0 (有限的数), --max_new_tokens >= 1, --top_k >= 1, "
+                         "0 < --top_p <= 1, 0 <= --seed < 2^63")
     return args
 
 

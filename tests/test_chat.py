@@ -216,6 +216,19 @@ def test_overlong_message_keeps_system_and_its_end(files, monkeypatch, capsys):
     assert ids[:len(head)] == head and ids[-3:] == tok.encode("？") + [tok.eot_id, tok.assistant_id]
 
 
+def test_overlong_system_prompt_is_left_out_not_cut(files, monkeypatch, capsys):
+    """system prompt 自己就占了半个窗口以上: 这一轮不用它 (并说明), 而不是从左边截出一段没有 <|system|> 的半句话。"""
+    calls = spy_generate(monkeypatch)
+    tok = files["tokenizer"]
+    system = "你是一只猫。" * 20
+    assert len(tok.encode(system)) > (64 - 8) // 2
+    out, err = run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"], "--system", system, "--max_new_tokens", "8"],
+                        "你是谁？\n")
+    ids = calls[0]["input_ids"]
+    assert ids == data.render_chat([U("你是谁？")], tok, add_generation_prompt=True)[0]
+    assert "system prompt 太长" in err and "这条消息太长" not in err and len(out) == 1
+
+
 class FakeModel:
     """假模型: 逐个字节吐出给定的 token, 用来测试流式解码和 Ctrl-C。"""
 
@@ -271,6 +284,7 @@ def test_ctrl_c_stops_reply_keeps_partial_in_history(files, capsys):
     ("cuda", "CUDA"),
     ("bad_flag", "生成参数不合法"),
     ("nan_flag", "生成参数不合法"),
+    ("big_seed", "生成参数不合法"),
 ])
 def test_bad_input_is_one_line_error(files, monkeypatch, capsys, case, pattern):
     argv = {
@@ -281,6 +295,7 @@ def test_bad_input_is_one_line_error(files, monkeypatch, capsys, case, pattern):
         "cuda": ["--checkpoint", files["sft"], "--device", "cuda"],
         "bad_flag": ["--checkpoint", files["sft"], "--temperature", "-1"],
         "nan_flag": ["--checkpoint", files["sft"], "--temperature", "nan"],
+        "big_seed": ["--checkpoint", files["sft"], "--seed", str(2**64)],
     }[case]
     if case == "cuda" and torch.cuda.is_available():
         pytest.skip("这台机器有 CUDA")
@@ -304,3 +319,14 @@ def test_bad_checkpoint_cli_no_traceback(files):
     r = run_cli(["--checkpoint", files["truncated"], "--prompt", "你好", "--device", "cpu"])
     assert r.returncode != 0 and r.stdout == ""
     assert r.stderr.startswith("错误: ") and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_non_utf8_stdin_line_is_one_line_error(files):
+    """管道送进来的某一行不是 UTF-8 (例如 GBK 编码的文件): 之前的行照常回答, 这一行报出行号后退出。"""
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "chat.py", "--checkpoint", files["sft"], "--temperature", "0", "--device", "cpu"],
+                       input="我叫小红\n".encode("utf-8") + "你好\n".encode("gbk"), capture_output=True, cwd=ROOT, env=env,
+                       timeout=120)
+    err = r.stderr.decode("utf-8")
+    assert r.returncode == 1 and r.stdout.decode("utf-8") == "你好, 小红！\n"
+    assert err.startswith("错误: 标准输入第 2 行不是 utf-8 编码的文字") and len(err.strip().splitlines()) == 1
