@@ -84,10 +84,16 @@ def save_model(path, model, tokenizer, args=None, metrics=None, state=None):
     """
     from dataclasses import asdict
     state = model.state_dict() if state is None else state
+    # 拷到 CPU 时共享的张量 (embed_tokens 与 lm_head) 只拷一次: GPU 上各自 .cpu() 会变成两份, 文件里也就存两份
+    cpu = {}
+    for k, v in state.items():
+        key = (v.data_ptr(), v.shape)
+        if key not in cpu:
+            cpu[key] = v.detach().cpu()
     save_checkpoint(path, {
         "format": FORMAT, "kind": "model",
         "model_config": asdict(model.config),
-        "model_state": {k: v.detach().cpu() for k, v in state.items()},
+        "model_state": {k: cpu[v.data_ptr(), v.shape] for k, v in state.items()},
         "tokenizer": tokenizer.to_dict(),
         "args": dict(args or {}), "metrics": dict(metrics or {}),
     })

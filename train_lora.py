@@ -12,14 +12,15 @@
     python train_lora.py --target_modules all-linear --lora_r 16 --merge
 """
 import argparse
+import os
 
 import torch
 
 import data
-from checkpoint import save_adapter, save_model
+from checkpoint import check_output_path, save_adapter, save_model
 from lora import apply_lora, base_fingerprint, count_parameters, lora_param_arithmetic, merged_state_dict
 from train_sft import add_sft_args, load_sft_data, load_start
-from trainer import add_train_args, finish_run, is_main_process, run_main, side_path, train
+from trainer import add_train_args, check_train_args, finish_run, is_main_process, run_main, side_path, train
 
 
 def main():
@@ -36,8 +37,14 @@ def main():
     add_train_args(p, epochs=3, lr=1e-2, batch_size=16, warmup_steps=20, eval_interval=100,
                    out="checkpoints/lora_adapter.pt")
     args = p.parse_args()
+    check_train_args(args)  # 训练参数先查, 再花时间读数据、建模型
     if args.init == "scratch":
         raise SystemExit("错误: LoRA 需要一个训练好的底座 (--init checkpoints/base_model.pt); 随机底座上的低秩旁路学不到什么")
+    merged_path = side_path(args.out, "_merged.pt").replace("_adapter_merged", "_merged")  # --merge 另存的完整模型
+    if args.merge:  # 训练之前就查: 训练完才发现存不了, 或者悄悄盖掉了底座, 都太晚了
+        if os.path.abspath(merged_path) == os.path.abspath(args.init):
+            raise SystemExit(f"错误: --merge 要把合并后的模型存到 {merged_path}, 那正是底座 --init, 会覆盖底座。换一个 --out")
+        check_output_path(merged_path, "--merge")
 
     # 1. 底座与数据
     model, tokenizer = load_start(args, allow_scratch=False)
@@ -66,7 +73,6 @@ def main():
     finish_run(args.out)  # 适配器存好了才换上这次的日志、删掉续训状态: 保存途中被打断, 还能 --resume
     print(f"LoRA 适配器已保存到 {args.out}。试试: python chat.py --checkpoint {args.out}")
     if args.merge:
-        merged_path = side_path(args.out, "_merged.pt").replace("_adapter_merged", "_merged")
         save_model(merged_path, model, tokenizer, vars(args), metrics, state=merged_state_dict(model))
         print(f"合并后的完整模型已保存到 {merged_path}")
 

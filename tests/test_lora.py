@@ -75,7 +75,11 @@ def test_merged_state_dict_loads_into_plain_model(ids):
     apply_lora(model, "q_proj,v_proj,down_proj", r=4)
     randomize_lora_B(model, seed=0)
     plain = make_model(seed=123)
-    plain.load_state_dict(merged_state_dict(model))
+    w0 = model.layers[0].self_attn.q_proj.base_layer.weight.clone()
+    sd = merged_state_dict(model)
+    assert torch.equal(model.layers[0].self_attn.q_proj.base_layer.weight, w0)  # model 本身不变
+    assert sd["lm_head.weight"].data_ptr() == sd["embed_tokens.weight"].data_ptr()  # 共享的权重仍共享: 存盘时只占一份
+    plain.load_state_dict(sd)
     assert torch.allclose(plain(ids)[0], model(ids)[0], atol=1e-5)
 
 
