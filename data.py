@@ -228,6 +228,18 @@ def load_records(path, strict=False, quiet=False, check=None, max_report=20):
     return good
 
 
+def eval_file(path, default):
+    """训练脚本的验证数据: 返回要读的路径, 或 None (不做验证)。
+
+    默认的文件不存在时安静地不做验证 (用自己的数据训练时常常没有验证集); 自己给的路径不存在则报错:
+    多半是打错了, 不该悄悄地训练一整轮却没有验证 loss。--eval_path '' 表示不要验证。"""
+    if not path or (path == default and not os.path.exists(path)):
+        return None
+    if not os.path.exists(path):
+        raise SystemExit(f"错误: 找不到验证数据 {path}。检查 --eval_path (不要验证就写 --eval_path '')")
+    return path
+
+
 def load_conversations(path, strict=False, quiet=False):
     """读一个数据文件, 返回对话列表, 每个对话是 [{role, content}, ...]。"""
     return [messages for _, messages in load_records(path, strict, quiet)]

@@ -234,8 +234,11 @@ def main():
 
     # 先检查数据、加载全部模型: 任何一个出错立刻报告, 而不是评估了十分钟后才发现第三个文件是坏的
     records = load_eval_records(args.data_path, args.limit)
-    if args.ppl_blocks and not os.path.exists(args.ppl_path):
-        raise SystemExit(f"错误: 找不到 {args.ppl_path}。先运行 python data.py --create_sample, 或用 --ppl_blocks 0 跳过困惑度")
+    if args.ppl_blocks:
+        if not os.path.exists(args.ppl_path):
+            raise SystemExit(f"错误: 找不到 {args.ppl_path}。先运行 python data.py --create_sample, 或用 --ppl_blocks 0 跳过困惑度")
+        if not data.read_text(args.ppl_path).strip():  # 目录、不是 UTF-8、空文件: 现在就说, 不等准确率评完
+            raise SystemExit(f"错误: {args.ppl_path} 里没有文字, 算不了困惑度。换一个 --ppl_path, 或用 --ppl_blocks 0 跳过")
     device = pick_device(args.device)
     for path in paths:
         load_model(path, device, lora=args.lora)

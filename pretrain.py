@@ -79,7 +79,8 @@ def main():
     tokenizer = data.load_tokenizer(args.tokenizer)
     config = get_config(args.preset, vocab_size=tokenizer.vocab_size, **overrides)
     train_set = PretrainDataset(args.data_path, tokenizer, config.max_seq_len)
-    eval_set = PretrainDataset(args.eval_path, tokenizer, config.max_seq_len) if os.path.exists(args.eval_path) else None
+    eval_path = data.eval_file(args.eval_path, p.get_default("eval_path"))
+    eval_set = PretrainDataset(eval_path, tokenizer, config.max_seq_len) if eval_path else None
     if len(train_set) == 0:
         raise SystemExit(f"错误: {args.data_path} 里没有文字。检查 --data_path")
 

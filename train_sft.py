@@ -21,7 +21,7 @@ import torch
 import data
 from checkpoint import build_model, load_checkpoint, save_model
 from model import GPT, get_config
-from trainer import add_train_args, finish_run, is_main_process, run_main, train
+from trainer import add_train_args, check_train_args, finish_run, is_main_process, run_main, train
 
 
 def add_sft_args(p):
@@ -53,10 +53,11 @@ def load_start(args, allow_scratch=True):
 
 def load_sft_data(args, tokenizer, max_length):
     """训练集与验证集。坏记录由 data.py 报告后跳过。"""
+    eval_path = data.eval_file(args.eval_path, data.EVAL_PATH)
     train_set = data.SFTDataset(data.load_conversations(args.data_path, strict=args.strict), tokenizer, max_length, args.no_mask)
     eval_set = None
-    if args.eval_path and os.path.exists(args.eval_path):
-        eval_set = data.SFTDataset(data.load_conversations(args.eval_path, strict=args.strict, quiet=True),
+    if eval_path:
+        eval_set = data.SFTDataset(data.load_conversations(eval_path, strict=args.strict, quiet=True),
                                    tokenizer, max_length, args.no_mask)
     n_tok = sum(train_set.lengths)
     print(f"SFT 数据: {len(train_set)} 条对话, {n_tok:,} token"
@@ -72,6 +73,7 @@ def main():
     add_train_args(p, epochs=3, lr=1e-4, batch_size=16, warmup_steps=20, eval_interval=100,
                    out="checkpoints/sft_model.pt")
     args = p.parse_args()
+    check_train_args(args)  # 训练参数先查, 再花时间读数据、建模型
 
     # 1. 起点与数据
     model, tokenizer = load_start(args)

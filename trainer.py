@@ -64,12 +64,20 @@ def below_minimum(args, lows):
 def check_train_args(args):
     """训练参数的范围: 不合法时开训之前一行说明, 而不是训练中途的 ZeroDivisionError 或 torch 的内部报错。"""
     bad = below_minimum(args, {"batch_size": 1, "grad_accum": 1, "eval_interval": 1, "eval_batches": 1, "save_interval": 1,
-                               "warmup_steps": 0, "weight_decay": 0, "grad_clip": 0})
+                               "warmup_steps": 0, "grad_clip": 0})
     if args.max_steps is not None and args.max_steps < 1:
         bad.append(f"--max_steps 必须 >= 1, 收到 {args.max_steps}")
-    bad += [f"--{k} 必须是有限的正数, 收到 {getattr(args, k)}" for k in ("epochs", "lr") if not 0 < getattr(args, k) < math.inf]
+    if not 0 < args.epochs < math.inf:
+        bad.append(f"--epochs 必须是有限的正数, 收到 {args.epochs}")
+    # AdamW 每步把参数挪动约 lr: 大于 1 只会发散 (大到 1e38 时 torch 还会在 optimizer.step 里溢出报错)
+    if not 0 < args.lr <= 1:
+        bad.append(f"--lr 必须在 0 到 1 之间 (不含 0), 收到 {args.lr}")
+    if not 0 <= args.weight_decay < math.inf:
+        bad.append(f"--weight_decay 必须是有限的非负数, 收到 {args.weight_decay}")
     if not 0 <= args.min_lr_ratio <= 1:
         bad.append(f"--min_lr_ratio 必须在 0 到 1 之间, 收到 {args.min_lr_ratio}")
+    if not 0 <= args.seed < 2**63:  # torch.manual_seed 只收 64 位整数
+        bad.append(f"--seed 必须在 0 到 2^63-1 之间, 收到 {args.seed}")
     if bad:
         raise SystemExit("错误: " + "; ".join(bad))
 
@@ -256,7 +264,15 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         if main:
             print(f"从 {resume_path} 第 {step} 步继续")
 
+    def check_weights():
+        """loss 的检查 (见下面) 看的是更新之前的模型: 管不到最后一步的更新, 也管不到 "loss 还有限、梯度却溢出" 的那一步。
+        所以每次保存之前再看一眼参数: 坏了就停下, 不拿 NaN 覆盖上一次好的续训状态或模型。各进程的参数相同, 一起停下。"""
+        if not all(torch.isfinite(p).all() for p in raw_model.parameters() if p.requires_grad):
+            raise SystemExit(f"错误: 第 {step} 步更新之后参数里出现了 NaN 或 inf, 训练停止, 什么都不保存。"
+                             f"上次保存的 {resume_path if os.path.exists(resume_path) else '(尚无)'} 保持不变; 试试降低 --lr")
+
     def save_resume():
+        check_weights()
         if main:
             save_checkpoint(resume_path, {
                 "format": FORMAT, "kind": "resume", "step": step, "history": history,
@@ -374,6 +390,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         if log_file:
             log_file.close()
 
+    check_weights()  # 调用者接着就要保存最终模型
     if main:
         plot_loss(history, png_part)
     # 续训状态留着, 等调用者存好最终模型再删 (finish_run): 最后那次保存途中被打断, 还能 --resume

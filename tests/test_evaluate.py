@@ -213,3 +213,15 @@ def test_cli_errors_are_one_line(world, case):
     assert len(lines) == 1 and lines[0].startswith("错误") and "Traceback" not in r.stderr
     if case == "missing_data":
         assert "python data.py --create_sample" in lines[0]
+
+
+@pytest.mark.parametrize("ppl", ["dir", "empty"])
+def test_bad_ppl_path_is_reported_before_evaluating(world, ppl):
+    """--ppl_path 是目录或空文件: 开始评估之前一行报错 (而不是评完准确率才发现)。"""
+    root, _, _ = world
+    (root / "empty.txt").write_text("\n\n", encoding="utf-8")
+    path = root if ppl == "dir" else root / "empty.txt"
+    r = run_cli(str(root / "m0.pt"), "--data_path", str(root / "sft_eval.jsonl"), "--ppl_path", str(path))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("错误") and "评估集" not in r.stdout
+    assert ("读不了" if ppl == "dir" else "没有文字") in lines[0]

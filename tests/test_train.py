@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import data
+import trainer
 from checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from lora import apply_lora
 from model import GPT, get_config
@@ -226,6 +227,41 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
     assert len(list(csv.reader(open(tmp_path / "m.log.csv.part")))) == 1 + 4  # 这次的日志: 表头和 NaN 之前的 4 步
 
 
+@pytest.mark.parametrize("poison_step", [2, 4])
+def test_nonfinite_weights_are_never_saved(world, tmp_path, monkeypatch, poison_step):
+    """loss 还是有限的, 某一步的更新却把参数弄成了 NaN (例如梯度溢出): 保存之前就停下, 上一次的续训状态不被覆盖。
+    第 2 步: 正赶上定期保存 (--save_interval 2), 什么都不写; 第 4 步: 最后一步, 不交给调用者去存最终模型。"""
+    root, tok, convs = world
+    real = trainer.make_optimizer
+
+    def make_poisoned(*a, **k):
+        opt = real(*a, **k)
+        step, calls = opt.step, []
+
+        def poisoned_step(*sa, **sk):
+            out = step(*sa, **sk)
+            calls.append(1)
+            if len(calls) == poison_step:
+                with torch.no_grad():
+                    opt.param_groups[0]["params"][0].fill_(float("nan"))
+            return out
+        opt.step = poisoned_step
+        return opt
+
+    monkeypatch.setattr(trainer, "make_optimizer", make_poisoned)
+    ds = data.SFTDataset(convs, tok, 64)
+    out = tmp_path / "m.pt"
+    with pytest.raises(SystemExit, match=f"第 {poison_step} 步更新之后参数里出现了 NaN 或 inf"):
+        train(tiny_model(tok), ds, None, lambda b: data.collate(b, tok.pad_id),
+              train_args(out, "--max_steps", "4", "--save_interval", "2"))
+    resume = tmp_path / "m.resume.pt"
+    if poison_step == 2:
+        assert not resume.exists()
+    else:
+        state = load_checkpoint(str(resume))
+        assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["model_state"].values())
+
+
 # ---------------------------------------------------------------- checkpoint
 
 def test_checkpoint_round_trip(world, tmp_path):
@@ -344,6 +380,9 @@ def test_train_lora_end_to_end(base, tmp_path):
         os.chdir(cwd)
     x = torch.randint(0, tok.vocab_size, (1, 20))
     torch.testing.assert_close(m1(x)[0], m2(x)[0], atol=1e-5, rtol=1e-5)
+    # 合并后的模型与底座一样大: 共享的 embedding / lm_head 只存一份
+    merged_size, base_size = (tmp_path / "lora_merged.pt").stat().st_size, (base / "checkpoints/base_model.pt").stat().st_size
+    assert merged_size < 1.1 * base_size, (merged_size, base_size)
     # 同样的命令 (同一个 --seed) 再训一次: lora_A 的初值和 dropout 都由种子决定, 得到逐位相同的适配器
     run("train_lora.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "6", "--lora_r", "4",
         "--out", str(tmp_path / "again.pt"))
@@ -357,7 +396,11 @@ def test_script_errors(base, tmp_path):
     assert_one_line_error(run("train_lora.py", base, "--target_modules", "qkv", check=False), "没有匹配到任何 Linear 层")
     assert_one_line_error(run("train_sft.py", base, "--batch_size", "0", check=False), "--batch_size 必须 >= 1, 收到 0")
     assert_one_line_error(run("pretrain.py", base, "--lr", "-1", "--save_interval", "0", check=False),
-                          "--save_interval 必须 >= 1, 收到 0; --lr 必须是有限的正数, 收到 -1.0")
+                          "--save_interval 必须 >= 1, 收到 0; --lr 必须在 0 到 1 之间 (不含 0), 收到 -1.0")
+    # 会在训练中途溢出、或把 NaN 存进模型的数值: 开训之前就拒绝
+    assert_one_line_error(run("train_sft.py", base, "--weight_decay", "inf", "--lr", "1e39", "--seed", str(2**64), check=False),
+                          "--lr 必须在 0 到 1 之间 (不含 0), 收到 1e+39; --weight_decay 必须是有限的非负数, 收到 inf; "
+                          "--seed 必须在 0 到 2^63-1 之间")
     assert_one_line_error(run("train_sft.py", base, "--resume", "--out", str(tmp_path / "x.pt"), check=False), "找不到续训状态")
     assert_one_line_error(run("train_lora.py", base, "--lora_alpha", "nan", check=False), "LoRA 设置不合法")
     assert_one_line_error(run("data.py", base, "--check", "data/sft_train.jsonl", "--max_length", "0", check=False),
@@ -371,6 +414,12 @@ def test_script_errors(base, tmp_path):
     assert_one_line_error(run("train_lora.py", base, "--out", "checkpoints/base_model.pt", check=False), "会覆盖底座")
     assert (base / "checkpoints/base_model.pt").read_bytes() == before
     assert_one_line_error(run("train_sft.py", base, "--out", str(tmp_path), check=False), "是目录")
+    (tmp_path / "lora_merged.pt").write_bytes(before)  # 底座恰好叫 *_merged.pt: --merge 另存的路径就是它
+    assert_one_line_error(run("train_lora.py", base, "--init", str(tmp_path / "lora_merged.pt"), "--merge",
+                              "--out", str(tmp_path / "lora_adapter.pt"), check=False), "会覆盖底座")
+    assert (tmp_path / "lora_merged.pt").read_bytes() == before and not (tmp_path / "lora_adapter.pt").exists()
+    assert_one_line_error(run("train_sft.py", base, "--eval_path", str(tmp_path / "typo.jsonl"), check=False),
+                          f"找不到验证数据 {tmp_path / 'typo.jsonl'}")
     (tmp_path / "latin1.jsonl").write_bytes("{}\n\xe9t\xe9\n".encode("latin-1"))
     assert_one_line_error(run("train_sft.py", base, "--data_path", str(tmp_path / "latin1.jsonl"), check=False),
                           f"{tmp_path / 'latin1.jsonl'}:2: 不是 UTF-8")
