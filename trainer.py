@@ -5,7 +5,7 @@
   - 梯度裁剪、梯度累积; CUDA 上 bf16 autocast (不支持 bf16 的卡用 fp16 + GradScaler), CPU 上 fp32;
   - 定期在验证集上算 loss; tqdm 进度条显示 loss、学习率、tokens/s; 每步写一行 CSV; 结束画 loss 曲线 PNG;
   - 定期保存续训状态 (模型、优化器、步数; 数据位置和随机数由步数推出), Ctrl-C 时做完当前步也保存, --resume 接着训;
-  - loss 变成 NaN/inf 时停下并指出是第几步, 已保存的 checkpoint 不动;
+  - loss 变成 NaN/inf 时停下并指出是第几步; 每次保存前再查一遍权重是否有限: 已保存的 checkpoint 不会被坏模型覆盖;
   - 用 torchrun 启动时自动走 DistributedDataParallel: 每个进程取自己那份数据, 只有 rank 0 打日志和存文件。
 
 loss 的归一化: 一个优化步里所有 micro-batch (以及所有进程) 的 "被训练 token" 一起求平均,
