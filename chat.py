@@ -124,9 +124,11 @@ class Bot:
         pieces.append(decoder.decode(b"", final=True))  # 结尾残缺的字节变成 "\ufffd"
         sys.stdout.write(pieces[-1] + "\n")
         sys.stdout.flush()
+        answer = "".join(pieces)
         if stopped:
             note("(已停止生成; 这半截回答留在历史里)")
-        answer = "".join(pieces)
+        elif not answer:  # 不提示的话, 用户只看到一个空行, 以为程序卡了
+            note("(模型一开口就生成了结束符: 这次没有回答。换个问法, 或 /clear 开始新对话再问)")
         self.history.append({"role": "assistant", "content": answer})
         if args.verbose:
             dt = time.perf_counter() - t0

@@ -267,6 +267,15 @@ def test_streaming_prints_only_whole_utf8_characters(files, monkeypatch):
     assert [w for w in out.writes if w] == ["你", "好", "\n"]
 
 
+def test_empty_reply_gets_a_note(files, capsys):
+    """模型立刻生成结束符: stdout 仍是一行 (空的, 脚本照样一问一行), stderr 说明这次没有回答。"""
+    tok = files["tokenizer"]
+    bot = chat.Bot("fake", FakeModel([tok.eot_id]), tok)
+    assert bot.reply("你好", chat.parse_args([])) == ""
+    out, err = capsys.readouterr()
+    assert out == "\n" and "没有回答" in err
+
+
 def test_ctrl_c_stops_reply_keeps_partial_in_history(files, capsys):
     tok = files["tokenizer"]
     bot = chat.Bot("fake", FakeModel(tok.encode("喵喵喵"), interrupt_after=1), tok)
