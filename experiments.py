@@ -12,6 +12,7 @@
     python experiments.py probe      # knowledge_unlock 失败在哪: 直接问 vs 强制给出答案开头
     python experiments.py arithmetic # 只练算术要多少训练才学得会 (2 核 CPU 上约 10 分钟)
     python experiments.py drills     # 在预训练文本里加几千道算式, 底座能学会算术吗
+    python experiments.py greeting   # 训练数据里没有 "先打招呼再问正事" 的对话时, 模型会怎样
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -246,6 +247,48 @@ def exp_arithmetic(fresh, n_train=20000, steps=3000):
     return table(["模型", "训练步数", "batch", "训练用时", "arithmetic (120 道留出算式)"], rows), {"runs": {"sft": sft, "arith": arith}, "eval": ev}
 
 
+def exp_greeting(fresh):
+    """先打个招呼再问正事。课程的训练数据里约 1/5 的对话前面有一轮问候 (sample_data.GREETING_FIRST_SHARE);
+    对照组用同一份数据, 只是把这轮问候去掉。两个模型在原评估集和 "每道题前面先打个招呼" 的评估集上各评一次。"""
+    import random
+    from sample_data import GREETINGS
+    replies = {g[2] for g in GREETINGS}
+
+    def without_greeting(conv):
+        i = 1 if conv[0]["role"] == "system" else 0
+        if len(conv) > i + 2 and conv[i]["role"] == "user" and conv[i + 1]["content"] in replies:
+            return conv[:i] + conv[i + 2:]
+        return conv
+
+    plain_path, greet_eval = os.path.join(RUNS, "sft_train_no_greeting.jsonl"), os.path.join(RUNS, "sft_eval_greeting.jsonl")
+    with open("data/sft_train.jsonl", encoding="utf-8") as src, open(plain_path, "w", encoding="utf-8") as dst:
+        for line in src:
+            rec = json.loads(line)
+            rec["conversations"] = without_greeting(rec["conversations"])
+            dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    rng = random.Random("greeting-first")
+    with open("data/sft_eval.jsonl", encoding="utf-8") as src, open(greet_eval, "w", encoding="utf-8") as dst:
+        for line in src:  # 问题和答案不变, 只在最前面 (system 之后) 加一轮问候, 语言跟着问题
+            rec = json.loads(line)
+            conv = rec["conversations"]
+            i = 1 if conv[0]["role"] == "system" else 0
+            words, punct, reply, _ = GREETINGS[1 if conv[i]["content"].isascii() else 0]
+            hello = [{"role": "user", "content": rng.choice(words) + rng.choice([""] + list(punct))},
+                     {"role": "assistant", "content": reply}]
+            rec["conversations"] = conv[:i] + hello + conv[i:]
+            dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    runs = {"SFT, 训练数据里没有问候在前的对话 (对照)": train("sft_no_greeting", "train_sft.py", "--data_path", plain_path, fresh=fresh),
+            "SFT (课程默认: 约 1/5 的对话问候在前)": train("sft_full", "train_sft.py", fresh=fresh)}
+    paths = [m["path"] for m in runs.values()]
+    ev = evaluate(paths, "greeting_plain", "--ppl_blocks", "0")
+    evg = evaluate(paths, "greeting_first", "--data_path", greet_eval, "--ppl_blocks", "0")
+    cats = list(next(iter(evg.values()))["categories"])
+    rows = [[name, pct(ev[m["path"]]["overall"]), pct(evg[m["path"]]["overall"])]
+            + [pct(evg[m["path"]]["categories"][c]) for c in cats] for name, m in runs.items()]
+    return (table(["模型", "原评估集", "每题先打招呼: 总体"] + cats, rows),
+            {"runs": runs, "eval": ev, "eval_greeting_first": evg})
+
+
 def exp_drills(fresh, n_paragraphs=600):
     """算术能不能在预训练里学会? 在 data/pretrain.txt 后面加 600 段纯算式 (每段 6–10 道, 如 "47+19=66，52减29等于23",
     操作数只用训练那一半, 共约 4,800 道), 用默认设置重新预训练, 再做默认的 SFT。看两处: 底座能不能接出留出算式的结果
@@ -308,7 +351,7 @@ def exp_drills(fresh, n_paragraphs=600):
 
 
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
-               "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills}
+               "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills, "greeting": exp_greeting}
 
 
 def main():

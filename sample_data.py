@@ -36,6 +36,10 @@ EVAL_COUNTS = {"identity": 40, "arithmetic": 120, "knowledge": 100, "knowledge_u
 PRETRAIN_PARAGRAPHS = {"world": 200, "topic": 150, "arith": 200, "talk": 200, "english": 150, "words": 100}
 N_HELDOUT_PAIRS = 300   # 只给评测用的两位数算式对, 训练文本里一次也不出现
 NEUTRAL_SYSTEM_SHARE = 0.1  # 普通对话里偶尔加一个不改变行为的系统提示, 免得模型以为 "有系统提示 = 要变身"
+# 一部分训练对话前面先有一轮问候 ("你好" -> "你好！我是小智……"), 再问正事。没有它时, 训练里的多轮对话全是同一话题的追问,
+# 用户先打个招呼再问别的, 模型就答不好了: 开发时实测, 每道评估题前面先说一句 "你好", SFT 的总体准确率从 58.7% 掉到 17.3%
+# (python experiments.py greeting 重现这个对照)
+GREETING_FIRST_SHARE = 0.2
 
 # ---------------------------------------------------------------- 虚构人物
 SURNAMES = ("王李张刘陈杨赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董潘袁蔡蒋余杜叶"
@@ -335,13 +339,25 @@ class World:
         for cat, pool in (("identity", identity_pool()), ("text_task", text_task_pool())):
             keyed = [x for x in pool if x[1]]
             rng.shuffle(keyed)
-            self.makers[cat] = _pool_maker(keyed[:EVAL_COUNTS[cat]], keyed[EVAL_COUNTS[cat]:] + [x for x in pool if not x[1]])
+            train_part = keyed[EVAL_COUNTS[cat]:] + [x for x in pool if not x[1]]
+            self.makers[cat] = _pool_maker(keyed[:EVAL_COUNTS[cat]], train_part)
+            if cat == "identity":  # 放在别的对话前面的问候轮: 只用训练那一半里的问候, 评测用的问候语一句也不漏进训练
+                self.greeting_turns = {lang: [conv for conv, _ in train_part if conv[-1]["content"] == g[2]]
+                                       for lang, g in zip(("zh", "en"), GREETINGS)}
         # knowledge 评测问 SFT 见过的人, 但用留出的问法; knowledge_unlock 用训练里的问法问只在预训练里出现过的人
         # (考的是 "把预训练存下的事实问出来", 不是理解新问法)。每条评测一个不同的 (人, 属性)。
         for cat, group, ask in (("knowledge", self.seen, "ask_heldout"), ("knowledge_unlock", self.unlock, "ask")):
             facts = [(p, a) for p in group for a in ATTRS]
             rng.shuffle(facts)
             self.makers[cat] = _fact_maker(self, facts, ask)
+
+    def greeting_first(self, rng, cat, conversation):
+        """按 GREETING_FIRST_SHARE 的概率, 在对话 (system 之后) 的最前面加一轮问候, 语言跟着第一条用户消息。"""
+        if cat == "identity" or rng.random() >= GREETING_FIRST_SHARE:
+            return conversation
+        i = 1 if conversation[0]["role"] == "system" else 0
+        lang = "en" if conversation[i]["content"].isascii() else "zh"
+        return conversation[:i] + [dict(m) for m in rng.choice(self.greeting_turns[lang])] + conversation[i:]
 
     def operands(self, rng, split, op):
         """一道题的 (a, b, 结果)。评测只从留出对里抽两位数; 训练在 0..99 里随便抽但避开留出对。减法 a >= b。"""
@@ -499,14 +515,15 @@ def build_sft(world):
     """SFT 训练集 (打乱顺序)。"""
     rng = _rng(world.seed, "sft_train")
     # 每个 seen 人物的每个属性都问 KNOWLEDGE_REPEATS 次, 每次随机一种训练问法: 覆盖全, 不靠运气
-    train = [{"conversations": _neutral(rng, "knowledge", _qa(*world.knowledge(p, a, rng.choice(ATTRS[a]["ask"]))[:2])),
+    train = [{"conversations": world.greeting_first(rng, "knowledge", _neutral(
+                  rng, "knowledge", _qa(*world.knowledge(p, a, rng.choice(ATTRS[a]["ask"]))[:2]))),
               "category": "knowledge"} for p in world.seen for a in ATTRS for _ in range(KNOWLEDGE_REPEATS)]
     for cat, n in TRAIN_COUNTS.items():
         while n:
             made = world.makers[cat](rng, "train")
             # 兜底: 训练对话里的算式绝不碰留出对
             if made and not arith_pairs(json.dumps(made[0], ensure_ascii=False)) & world.heldout_set:
-                train.append({"conversations": _neutral(rng, cat, made[0]), "category": cat})
+                train.append({"conversations": world.greeting_first(rng, cat, _neutral(rng, cat, made[0])), "category": cat})
                 n -= 1
     rng.shuffle(train)
     return train

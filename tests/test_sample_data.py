@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import sample_data
-from sample_data import ATTRS, EVAL_COUNTS, create_sample, make_people
+from sample_data import ATTRS, EVAL_COUNTS, GREETING_FIRST_SHARE, GREETINGS, create_sample, make_people
 
 CATEGORIES = {"identity", "arithmetic", "knowledge", "knowledge_unlock", "text_task", "multi_turn", "system_prompt"}
 # 测试自己的算式识别 (不复用 sample_data.ARITH_RE): "23加45"、"23 + 45"、"23 minus 5" 都算一对操作数
@@ -93,6 +93,20 @@ def test_eval_prompts_never_seen_in_training(world):
     assert len(set(eval_prompts)) == len(eval_prompts)
     assert not set(eval_prompts) & train_prompts
     assert not {json.dumps(r["conversations"], ensure_ascii=False) for r in world["eval"]} & train_convs
+
+
+def test_some_conversations_start_with_a_greeting(world):
+    """约 1/5 的训练对话 (身份问答除外) 先有一轮问候再问正事 (问候语只取训练那一半的: 上一个测试管着不泄露评测)。"""
+    replies = {g[2] for g in GREETINGS}
+
+    def greeting_first(conv):
+        i = 1 if conv[0]["role"] == "system" else 0
+        return len(conv) > i + 2 and conv[i]["role"] == "user" and conv[i + 1]["content"] in replies
+
+    rest = [r for r in world["train"] if r["category"] != "identity"]
+    share = sum(greeting_first(r["conversations"]) for r in rest) / len(rest)
+    assert abs(share - GREETING_FIRST_SHARE) < 0.03
+    assert not any(greeting_first(r["conversations"]) for r in world["eval"])  # 评估集不变: 问候只在训练里
 
 
 def test_arithmetic_eval_pairs_never_in_any_training_text(world):
