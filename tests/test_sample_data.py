@@ -106,7 +106,7 @@ def test_some_conversations_start_with_a_greeting(world):
     rest = [r for r in world["train"] if r["category"] != "identity"]
     share = sum(greeting_first(r["conversations"]) for r in rest) / len(rest)
     assert abs(share - GREETING_FIRST_SHARE) < 0.03
-    assert not any(greeting_first(r["conversations"]) for r in world["eval"])  # 评估集不变: 问候只在训练里
+    assert not any(greeting_first(r["conversations"]) for r in world["eval"])  # 问候在前的对话只在训练里
 
 
 def test_arithmetic_eval_pairs_never_in_any_training_text(world):
