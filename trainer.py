@@ -264,12 +264,15 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         if main:
             print(f"从 {resume_path} 第 {step} 步继续")
 
+    def still_saved():  # 训练因 NaN/inf 停下时的后半句: 上一次好的续训状态还在 (两处报错共用)
+        return f"上次保存的 {resume_path if os.path.exists(resume_path) else '(尚无)'} 保持不变; 试试降低 --lr"
+
     def check_weights():
         """loss 的检查 (见下面) 看的是更新之前的模型: 管不到最后一步的更新, 也管不到 "loss 还有限、梯度却溢出" 的那一步。
         所以每次保存之前再看一眼参数: 坏了就停下, 不拿 NaN 覆盖上一次好的续训状态或模型。各进程的参数相同, 一起停下。"""
         if not all(torch.isfinite(p).all() for p in raw_model.parameters() if p.requires_grad):
             raise SystemExit(f"错误: 第 {step} 步更新之后参数里出现了 NaN 或 inf, 训练停止, 什么都不保存。"
-                             f"上次保存的 {resume_path if os.path.exists(resume_path) else '(尚无)'} 保持不变; 试试降低 --lr")
+                             + still_saved())
 
     def save_resume():
         check_weights()
@@ -341,7 +344,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
             train_loss = loss_sum.item()
             if not math.isfinite(train_loss):
                 raise SystemExit(f"错误: 第 {step + 1} 步的 loss 是 {train_loss}, 训练停止。"
-                                 f"上次保存的 {resume_path if os.path.exists(resume_path) else '(尚无)'} 保持不变; 试试降低 --lr")
+                                 + still_saved())
             if scaler:
                 scaler.unscale_(optimizer)
             if args.grad_clip > 0:
