@@ -92,16 +92,20 @@ def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, prog
         # 逐 token 解码时每个矩阵乘只有一行 (1×256 乘 256×688), 多线程同步的开销比省下的计算还多;
         # 在 2 核、还有别的进程在跑的机器上实测, 2 个线程比 1 个慢 5 倍以上。
         torch.set_num_threads(1)
-    results = []
+    results, specials = [], set(tokenizer.special_ids.values())
     # inference_mode 不记录计算图, 比 no_grad 更省; 整个循环只进入一次, 每条记录的额外开销只剩拼 prompt 和解码
     with torch.inference_mode():
         for rec in tqdm(records, desc=desc, disable=not progress, leave=False, position=position):
             messages = rec["conversations"]
             history = messages[:-1] if messages[-1]["role"] == "assistant" else messages
             prompt = data.render_chat(history, tokenizer, add_generation_prompt=True)[0]
-            ids = list(model.generate(prompt, max_new_tokens=max_new_tokens, temperature=0, eos_id=tokenizer.eot_id))
-            stopped = len(ids) > 0 and ids[-1] == tokenizer.eot_id  # 否则是被 token 上限截断的
-            reply = tokenizer.decode(ids[:-1] if stopped else ids)
+            ids, stopped = [], False  # stopped: 自己说了 <|endoftext|>; 否则是被 token 上限截断或开始替别人说话
+            for t in model.generate(prompt, max_new_tokens=max_new_tokens, temperature=0, eos_id=tokenizer.eot_id):
+                if t in specials:  # 和 chat.py 一样, 任何特殊 token 都结束回答: 生成 <|user|> 是开始替用户说话了
+                    stopped = t == tokenizer.eot_id
+                    break
+                ids.append(t)
+            reply = tokenizer.decode(ids)
             question = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
             results.append({"category": rec["category"], "question": question, "answer": rec["answer"],
                             "reply": reply, "stopped": stopped, "correct": score(reply, rec["answer"])})

@@ -67,9 +67,9 @@ def world(tmp_path_factory):
 class ScriptedModel(torch.nn.Module):
     """假模型: 按 prompt 里的问题查表作答。stop=False 时从不说 <|endoftext|>, 一直说到 token 上限。"""
 
-    def __init__(self, tok, answers, stop=True):
+    def __init__(self, tok, answers, stop=True, first=()):
         super().__init__()
-        self.tok, self.answers, self.stop = tok, answers, stop
+        self.tok, self.answers, self.stop, self.first = tok, answers, stop, list(first)
         self.prompts = []
 
     def generate(self, input_ids, max_new_tokens, temperature, eos_id, **kwargs):
@@ -77,7 +77,7 @@ class ScriptedModel(torch.nn.Module):
         self.prompts.append(list(input_ids))
         last_question = self.tok.decode(input_ids).split("<|user|>")[-1]
         reply = next((a for q, a in self.answers.items() if q in last_question), "不知道")
-        ids = self.tok.encode(reply)
+        ids = self.first + self.tok.encode(reply)  # first: 回答之前先吐出的 token (如一个角色标签)
         if self.stop:
             yield from (ids + [eos_id])[:max_new_tokens]
         else:
@@ -134,6 +134,16 @@ def test_stop_rate_and_per_category(world):
     res = evaluate_model(ScriptedModel(tok, arithmetic_only), tok, recs, max_new_tokens=32, progress=False)
     assert res["categories"] == {"arithmetic": 1.0, "knowledge": 0.0}
     assert res["overall"] == pytest.approx(3 / 7) and res["stop_rate"] == 1.0
+
+
+def test_text_after_a_role_token_is_not_scored(world):
+    """和 chat.py 一样, 任何特殊 token 都结束回答: 先说 <|user|> 再说出答案的模型, 用户看到的是空回答, 不能得分;
+    它也不算 "自己停下"。"""
+    _, tok, recs = world
+    model = ScriptedModel(tok, oracle_answers(recs), first=[tok.user_id])
+    res = evaluate_model(model, tok, recs, max_new_tokens=32, progress=False)
+    assert res["overall"] == 0.0 and res["stop_rate"] == 0.0
+    assert all(r["reply"] == "" for r in res["results"])
 
 
 def test_random_model_perplexity_is_about_vocab_size(world):
