@@ -12,7 +12,7 @@
     python experiments.py probe      # knowledge_unlock 失败在哪: 直接问 vs 强制给出答案开头
     python experiments.py arithmetic # 只练算术要多少训练才学得会 (2 核 CPU 上约 10 分钟)
     python experiments.py drills     # 在预训练文本里加几千道算式, 底座能学会算术吗
-    python experiments.py greeting   # 训练数据里没有 "先打招呼再问正事" 的对话时, 模型会怎样
+    python experiments.py topic      # 训练数据里没有 "先聊别的再问正事" 的对话时, 模型会怎样
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -247,46 +247,58 @@ def exp_arithmetic(fresh, n_train=20000, steps=3000):
     return table(["模型", "训练步数", "batch", "训练用时", "arithmetic (120 道留出算式)"], rows), {"runs": {"sft": sft, "arith": arith}, "eval": ev}
 
 
-def exp_greeting(fresh):
-    """先打个招呼再问正事。课程的训练数据里约 1/5 的对话前面有一轮问候 (sample_data.GREETING_FIRST_SHARE);
-    对照组用同一份数据, 只是把这轮问候去掉。两个模型在原评估集和 "每道题前面先打个招呼" 的评估集上各评一次。"""
+def exp_topic(fresh):
+    """先聊别的再问正事。课程的训练数据里约 1/5 的对话 (身份问答和系统提示两类除外) 先有一轮问候、约 15% 先有一道不相干的问答
+    (sample_data 的开场轮); 对照组用同一份数据, 只是不加开场轮 (其余对话逐字节相同)。两个模型在三份评估集上各评一次:
+    原评估集; 每道题前面先打个招呼; 每道题前面先有一道不相干的问答 (都是训练那一半里的问法, 回答是正确的)。
+    后两份不含 system_prompt 类 (理由同 sample_data.World.opening), 各 540 题。"""
     import random
-    from sample_data import GREETINGS
-    replies = {g[2] for g in GREETINGS}
+    from sample_data import GREETINGS, World, build_sft
+    world = World(0)
+    with open("data/sft_train.jsonl", encoding="utf-8") as f:
+        if [json.loads(line) for line in f] != build_sft(world):
+            raise SystemExit("错误: data/sft_train.jsonl 不是默认 seed 生成的示例数据。请重新生成: python data.py --create_sample")
+    plain_path = os.path.join(RUNS, "sft_train_no_openings.jsonl")
+    with open(plain_path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in build_sft(world, openings=False))
 
-    def without_greeting(conv):
-        i = 1 if conv[0]["role"] == "system" else 0
-        if len(conv) > i + 2 and conv[i]["role"] == "user" and conv[i + 1]["content"] in replies:
-            return conv[:i] + conv[i + 2:]
-        return conv
+    def hello(rng, lang):
+        words, punct, reply, _ = GREETINGS[1 if lang == "en" else 0]
+        return [{"role": "user", "content": rng.choice(words) + rng.choice([""] + list(punct))},
+                {"role": "assistant", "content": reply}]
 
-    plain_path, greet_eval = os.path.join(RUNS, "sft_train_no_greeting.jsonl"), os.path.join(RUNS, "sft_eval_greeting.jsonl")
-    with open("data/sft_train.jsonl", encoding="utf-8") as src, open(plain_path, "w", encoding="utf-8") as dst:
-        for line in src:
-            rec = json.loads(line)
-            rec["conversations"] = without_greeting(rec["conversations"])
-            dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    rng = random.Random("greeting-first")
-    with open("data/sft_eval.jsonl", encoding="utf-8") as src, open(greet_eval, "w", encoding="utf-8") as dst:
-        for line in src:  # 问题和答案不变, 只在最前面 (system 之后) 加一轮问候, 语言跟着问题
-            rec = json.loads(line)
-            conv = rec["conversations"]
-            i = 1 if conv[0]["role"] == "system" else 0
-            words, punct, reply, _ = GREETINGS[1 if conv[i]["content"].isascii() else 0]
-            hello = [{"role": "user", "content": rng.choice(words) + rng.choice([""] + list(punct))},
-                     {"role": "assistant", "content": reply}]
-            rec["conversations"] = conv[:i] + hello + conv[i:]
-            dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    runs = {"SFT, 训练数据里没有问候在前的对话 (对照)": train("sft_no_greeting", "train_sft.py", "--data_path", plain_path, fresh=fresh),
-            "SFT (课程默认: 约 1/5 的对话问候在前)": train("sft_full", "train_sft.py", fresh=fresh)}
+    def other_question(rng, lang, key):
+        while True:  # 开场那道题的问答里不能含本题的答案, 否则抄上一轮也能得分
+            first = world.unrelated_qa(rng, lang)
+            if key not in json.dumps(first, ensure_ascii=False):
+                return [dict(m) for m in first]
+
+    variants = {}
+    for name, make_first in (("greeting", lambda rng, lang, key: hello(rng, lang)), ("topic", other_question)):
+        rng, path = random.Random(f"{name}-first"), os.path.join(RUNS, f"sft_eval_{name}_first.jsonl")
+        with open("data/sft_eval.jsonl", encoding="utf-8") as src, open(path, "w", encoding="utf-8") as dst:
+            for line in src:  # 题目和答案不变, 只在最前面 (system 之后) 加一轮, 语言跟着题目
+                rec = json.loads(line)
+                if rec["category"] == "system_prompt":  # 开场那一轮的回答不遵守系统提示 (没说 "喵"), 题目就自相矛盾了
+                    continue
+                conv = rec["conversations"]
+                i = 1 if conv[0]["role"] == "system" else 0
+                lang = "en" if conv[i]["content"].isascii() else "zh"
+                rec["conversations"] = conv[:i] + make_first(rng, lang, rec["answer"]) + conv[i:]
+                dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        variants[name] = path
+    runs = {"SFT, 训练数据里没有开场轮 (对照)": train("sft_no_openings", "train_sft.py", "--data_path", plain_path, fresh=fresh),
+            "SFT (课程默认: 有开场轮)": train("sft_full", "train_sft.py", fresh=fresh)}
     paths = [m["path"] for m in runs.values()]
-    ev = evaluate(paths, "greeting_plain", "--ppl_blocks", "0")
-    evg = evaluate(paths, "greeting_first", "--data_path", greet_eval, "--ppl_blocks", "0")
-    cats = list(next(iter(evg.values()))["categories"])
-    rows = [[name, pct(ev[m["path"]]["overall"]), pct(evg[m["path"]]["overall"])]
-            + [pct(evg[m["path"]]["categories"][c]) for c in cats] for name, m in runs.items()]
-    return (table(["模型", "原评估集", "每题先打招呼: 总体"] + cats, rows),
-            {"runs": runs, "eval": ev, "eval_greeting_first": evg})
+    ev = {"plain": evaluate(paths, "topic_plain", "--ppl_blocks", "0")}
+    for name, path in variants.items():
+        ev[name] = evaluate(paths, f"topic_{name}_first", "--data_path", path, "--ppl_blocks", "0")
+    cats = list(ev["topic"][paths[0]]["categories"])
+    rows = [[name] + [pct(ev[v][m["path"]]["overall"]) for v in ("plain", "greeting", "topic")]
+            + [pct(ev["topic"][m["path"]]["categories"][c]) for c in cats] for name, m in runs.items()]
+    return (table(["模型", "原评估集 (600 题)", "每题先打招呼 (540 题)", "每题先问一道别的 (540 题)"]
+                  + [f"先问别的: {c}" for c in cats], rows),
+            {"runs": runs, "eval": ev})
 
 
 def exp_drills(fresh, n_paragraphs=600):
@@ -351,7 +363,7 @@ def exp_drills(fresh, n_paragraphs=600):
 
 
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
-               "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills, "greeting": exp_greeting}
+               "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills, "topic": exp_topic}
 
 
 def main():

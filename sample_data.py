@@ -36,10 +36,10 @@ EVAL_COUNTS = {"identity": 40, "arithmetic": 120, "knowledge": 100, "knowledge_u
 PRETRAIN_PARAGRAPHS = {"world": 200, "topic": 150, "arith": 200, "talk": 200, "english": 150, "words": 100}
 N_HELDOUT_PAIRS = 300   # 只给评测用的两位数算式对, 训练文本里一次也不出现
 NEUTRAL_SYSTEM_SHARE = 0.1  # 普通对话里偶尔加一个不改变行为的系统提示, 免得模型以为 "有系统提示 = 要变身"
-# 一部分训练对话前面先有一轮问候 ("你好" -> "你好！我是小智……"), 再问正事。没有它时, 训练里的多轮对话全是同一话题的追问,
-# 用户先打个招呼再问别的, 模型就答不好了: 每道评估题前面先说一句 "你好", 在去掉问候轮的数据上训练的 SFT 总体从 59.5% 掉到
-# 19.7%, 在这份数据上是 50.3% (python experiments.py greeting, README 7.3)
-GREETING_FIRST_SHARE = 0.2
+# 开场轮: 一部分训练对话 (身份问答和系统提示两类除外) 在正题之前先有一轮别的对话。没有它时, 训练里的多轮对话全是同一话题的追问,
+# 用户先打个招呼、或者先问了一件事再换个话题, 模型就答不好了 (python experiments.py topic, README 7.3)。
+GREETING_FIRST_SHARE = 0.2  # 先打招呼: "你好" -> "你好！我是小智……"
+TOPIC_FIRST_SHARE = 0.15    # 先问一件不相干的事: 一道训练那一半里的普通问答 (身份、算术、人物、文字任务)
 
 # ---------------------------------------------------------------- 虚构人物
 SURNAMES = ("王李张刘陈杨赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董潘袁蔡蒋余杜叶"
@@ -100,6 +100,7 @@ ID_ITEMS = [  # (问法们, 回复, 答案关键串); 关键串为 None 的只�
 GREETINGS = [  # (问候语, 可加的结尾标点, 回复, 答案关键串)
     ("你好 您好 嗨 早上好 晚上好 哈喽".split(), "！。", f"你好！我是{ASSISTANT}，有什么可以帮你的吗？", ASSISTANT),
     (["Hello", "Hi", "Good morning", "Hey"], "!.", f"Hello! I am {ASSISTANT_EN}. How can I help you?", ASSISTANT_EN)]
+GREETING_REPLIES = {g[2] for g in GREETINGS}
 PREFIXES = ["", "你好，", "嗨，", "打扰一下，", "我想问问，"]
 PREFIXES_EN = ["", "Hi, ", "Hello, ", "Excuse me, "]
 NEUTRAL_SYSTEMS = ["你是一个乐于助人的助手。", "你是一个AI助手，请认真回答用户的问题。", "You are a helpful assistant."]
@@ -351,13 +352,34 @@ class World:
             rng.shuffle(facts)
             self.makers[cat] = _fact_maker(self, facts, ask)
 
-    def greeting_first(self, rng, cat, conversation):
-        """按 GREETING_FIRST_SHARE 的概率, 在对话 (system 之后) 的最前面加一轮问候, 语言跟着第一条用户消息。"""
-        if cat == "identity" or rng.random() >= GREETING_FIRST_SHARE:
+    def opening(self, rng, cat, conversation):
+        """开场轮 (见 GREETING_FIRST_SHARE): 按概率在对话 (system 之后) 的最前面加一轮问候或一道不相干的问答,
+        语言跟着第一条用户消息。rng 是单独的一条随机流: 不加开场轮 (build_sft(world, openings=False)) 时,
+        其余对话逐字节不变, 对照实验才干净。"""
+        r = rng.random()
+        # 身份问答本身常常就是问候; 有系统提示的那一类, 开场那一轮的回答不遵守系统提示 (没说 "喵"), 会教模型忽略它
+        if cat in ("identity", "system_prompt") or r >= GREETING_FIRST_SHARE + TOPIC_FIRST_SHARE:
             return conversation
         i = 1 if conversation[0]["role"] == "system" else 0
         lang = "en" if conversation[i]["content"].isascii() else "zh"
-        return conversation[:i] + [dict(m) for m in rng.choice(self.greeting_turns[lang])] + conversation[i:]
+        first = rng.choice(self.greeting_turns[lang]) if r < GREETING_FIRST_SHARE else self.unrelated_qa(rng, lang)
+        return conversation[:i] + [dict(m) for m in first] + conversation[i:]
+
+    def unrelated_qa(self, rng, lang):
+        """一轮只用训练那一半 (问法、人物、算式) 的普通问答, 语言为 lang: 换话题之前的那一轮。"""
+        while True:
+            kind = rng.choice(["identity", "arithmetic", "knowledge", "text_task"])
+            if kind == "arithmetic":
+                return _qa(*self.arithmetic(rng, "train", lang=lang)[:2])
+            if kind == "knowledge":
+                if lang == "zh":  # 人物问答只有中文
+                    attr = rng.choice(list(ATTRS))
+                    return _qa(*self.knowledge(rng.choice(self.seen), attr, rng.choice(ATTRS[attr]["ask"]))[:2])
+                continue
+            conv, key = self.makers[kind](rng, "train")
+            # 问候归上面的问候轮; "谢谢" 之类 (key 为 None) 不适合当开场
+            if key and conv[-1]["content"] not in GREETING_REPLIES and conv[0]["content"].isascii() == (lang == "en"):
+                return conv
 
     def operands(self, rng, split, op):
         """一道题的 (a, b, 结果)。评测只从留出对里抽两位数; 训练在 0..99 里随便抽但避开留出对。减法 a >= b。"""
@@ -511,11 +533,15 @@ def _neutral(rng, cat, conversation):
     return conversation
 
 
-def build_sft(world):
-    """SFT 训练集 (打乱顺序)。"""
-    rng = _rng(world.seed, "sft_train")
+def build_sft(world, openings=True):
+    """SFT 训练集 (打乱顺序)。openings=False: 不加开场轮 (只给 experiments.py 的对照组用)。"""
+    rng, opening_rng = _rng(world.seed, "sft_train"), _rng(world.seed, "sft_openings")
+
+    def opening(cat, conversation):
+        return world.opening(opening_rng, cat, conversation) if openings else conversation
+
     # 每个 seen 人物的每个属性都问 KNOWLEDGE_REPEATS 次, 每次随机一种训练问法: 覆盖全, 不靠运气
-    train = [{"conversations": world.greeting_first(rng, "knowledge", _neutral(
+    train = [{"conversations": opening("knowledge", _neutral(
                   rng, "knowledge", _qa(*world.knowledge(p, a, rng.choice(ATTRS[a]["ask"]))[:2]))),
               "category": "knowledge"} for p in world.seen for a in ATTRS for _ in range(KNOWLEDGE_REPEATS)]
     for cat, n in TRAIN_COUNTS.items():
@@ -523,7 +549,7 @@ def build_sft(world):
             made = world.makers[cat](rng, "train")
             # 兜底: 训练对话里的算式绝不碰留出对
             if made and not arith_pairs(json.dumps(made[0], ensure_ascii=False)) & world.heldout_set:
-                train.append({"conversations": world.greeting_first(rng, cat, _neutral(rng, cat, made[0])), "category": cat})
+                train.append({"conversations": opening(cat, _neutral(rng, cat, made[0])), "category": cat})
                 n -= 1
     rng.shuffle(train)
     return train

@@ -12,7 +12,8 @@ import sys
 import pytest
 
 import sample_data
-from sample_data import ATTRS, EVAL_COUNTS, GREETING_FIRST_SHARE, GREETINGS, create_sample, make_people
+from sample_data import (ATTRS, EVAL_COUNTS, GREETING_FIRST_SHARE, GREETINGS, TOPIC_FIRST_SHARE, create_sample,
+                         make_people)
 
 CATEGORIES = {"identity", "arithmetic", "knowledge", "knowledge_unlock", "text_task", "multi_turn", "system_prompt"}
 # 测试自己的算式识别 (不复用 sample_data.ARITH_RE): "23加45"、"23 + 45"、"23 minus 5" 都算一对操作数
@@ -95,18 +96,31 @@ def test_eval_prompts_never_seen_in_training(world):
     assert not {json.dumps(r["conversations"], ensure_ascii=False) for r in world["eval"]} & train_convs
 
 
-def test_some_conversations_start_with_a_greeting(world):
-    """约 1/5 的训练对话 (身份问答除外) 先有一轮问候再问正事 (问候语只取训练那一半的: 上一个测试管着不泄露评测)。"""
+def test_some_conversations_open_with_another_turn(world):
+    """开场轮: 约 1/5 的训练对话 (身份问答和系统提示两类除外) 先有一轮问候、约 15% 先有一道不相干的问答, 然后才是正题。
+    去掉开场轮 (experiments.py topic 的对照组) 时, 其余对话逐字节不变; 评测集里没有开场轮。
+    (开场轮只用训练那一半的问法、人物和算式: 上面和下面的泄露测试管着。)"""
+    with_openings = sample_data.build_sft(sample_data.World(0))
+    assert with_openings == world["train"]  # create_sample 写出的就是它
+    plain = sample_data.build_sft(sample_data.World(0), openings=False)
+    kinds = []
+    for rec, ctrl in zip(with_openings, plain):
+        conv, base = rec["conversations"], ctrl["conversations"]
+        assert rec["category"] == ctrl["category"]
+        if conv == base:
+            kinds.append("none")
+            continue
+        i = 1 if base[0]["role"] == "system" else 0
+        assert rec["category"] not in ("identity", "system_prompt") and len(conv) == len(base) + 2
+        assert conv[:i] + conv[i + 2:] == base and [m["role"] for m in conv[i:i + 2]] == ["user", "assistant"]
+        assert conv[i]["content"].isascii() == base[i]["content"].isascii()  # 开场轮和正题同一种语言
+        kinds.append("greeting" if conv[i + 1]["content"] in {g[2] for g in GREETINGS} else "topic")
+    rest = [k for k, r in zip(kinds, plain) if r["category"] not in ("identity", "system_prompt")]
+    assert abs(rest.count("greeting") / len(rest) - GREETING_FIRST_SHARE) < 0.03
+    assert abs(rest.count("topic") / len(rest) - TOPIC_FIRST_SHARE) < 0.03
     replies = {g[2] for g in GREETINGS}
-
-    def greeting_first(conv):
-        i = 1 if conv[0]["role"] == "system" else 0
-        return len(conv) > i + 2 and conv[i]["role"] == "user" and conv[i + 1]["content"] in replies
-
-    rest = [r for r in world["train"] if r["category"] != "identity"]
-    share = sum(greeting_first(r["conversations"]) for r in rest) / len(rest)
-    assert abs(share - GREETING_FIRST_SHARE) < 0.03
-    assert not any(greeting_first(r["conversations"]) for r in world["eval"])  # 问候在前的对话只在训练里
+    assert not any(r["conversations"][1 if r["conversations"][0]["role"] == "system" else 0:][1]["content"] in replies
+                   for r in world["eval"] if len(r["conversations"]) > 2)  # 问候在前的对话只在训练里
 
 
 def test_arithmetic_eval_pairs_never_in_any_training_text(world):
