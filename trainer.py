@@ -215,7 +215,9 @@ def run_main(main):
 def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     """训练 model (原地修改), 返回最终指标 dict。train_set 需要 .lengths 和 __getitem__ -> {input_ids, labels}。
 
-    run_info: 写进续训状态的额外信息 (例如模型配置), 便于排查。
+    run_info: 写进续训状态的这次运行的起点 (例如模型配置、LoRA 底座的指纹)。--resume 时逐项核对:
+    续训会把整个模型换成续训状态里的权重, 起点变了 (例如 --init 换成了重新训练过的底座) 还接着训,
+    训练的就是旧起点, 存下来的却记着新起点。
     """
     check_train_args(args)
     rank, world, device = setup_distributed(args.device)
@@ -252,6 +254,11 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         if not os.path.isfile(resume_path):
             raise SystemExit(f"错误: 找不到续训状态 {resume_path}。去掉 --resume 从头训练, 或检查 --out")
         state = load_checkpoint(resume_path, kinds=("resume",))
+        saved = state.get("run_info") or {}  # 旧版本写的续训状态没记的项不查
+        changed = [f"{k}: 当时 {saved[k]}, 现在 {v}" for k, v in (run_info or {}).items() if k in saved and saved[k] != v]
+        if changed:
+            raise SystemExit(f"错误: {resume_path} 是从另一个起点训练的 ({'; '.join(changed)})。"
+                             f"用当初的参数 (同一个 --init) 续训, 或去掉 --resume 从头训练")
         try:
             raw_model.load_state_dict(state["model_state"])
             optimizer.load_state_dict(state["optimizer"])

@@ -498,3 +498,27 @@ def test_ddp_matches_single_process(base, tmp_path):
     ddp = [float(x["loss"]) for x in csv.DictReader(open(tmp_path / "ddp.log.csv"))]
     assert len(single) == len(ddp) == 3
     assert ddp == pytest.approx(single, rel=1e-4)
+
+
+def test_lora_resume_refuses_a_different_base(base, tmp_path, monkeypatch):
+    """续训会把整个模型 (连同冻结的底座) 换成续训状态里的权重: --init 换成了别的底座时拒绝续训,
+    否则训练的是旧底座, 适配器却记着新底座的指纹。"""
+    root = base
+    tok = Tokenizer.load(str(root / "data/tokenizer.json"))
+    other = tmp_path / "other_base.pt"
+    save_model(str(other), tiny_model(tok, seed=5), tok)  # "重新训练过的底座": 同样的形状, 不同的权重
+    import train_lora
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(train_lora, "finish_run", lambda out: None)  # 留下续训状态, 像训练被中途打断了一样
+    out = str(tmp_path / "a.pt")
+    argv = ["train_lora.py", "--device", "cpu", "--batch_size", "8", "--max_steps", "3", "--save_interval", "1",
+            "--lora_r", "4", "--out", out]
+    monkeypatch.setattr(sys, "argv", argv)
+    train_lora.main()
+    monkeypatch.setattr(sys, "argv", argv + ["--resume", "--init", str(other)])
+    with pytest.raises(SystemExit, match="是从另一个起点训练的 .*base_fingerprint.*同一个 --init") as e:
+        train_lora.main()
+    assert str(e.value).startswith("错误: ") and "\n" not in str(e.value)
+    monkeypatch.setattr(sys, "argv", argv + ["--resume"])  # 原来的底座照常续训
+    train_lora.main()
+    assert load_checkpoint(out)["metrics"]["steps"] == 3
