@@ -259,7 +259,7 @@ def parse_args(argv=None):
     g.add_argument("--compare", nargs="+", metavar="CKPT", help="对比模式: 每句话依次由这些模型回答, 各带标签 (忽略 --checkpoint)")
     g.add_argument("--device", default="auto", help="auto / cpu / cuda / mps (auto 依次尝试 cuda、mps、cpu)")
     g = p.add_argument_group("生成")
-    g.add_argument("--temperature", type=float, default=0.7, help="采样温度; 0 表示贪心 (每次取概率最大的 token)")
+    g.add_argument("--temperature", type=float, default=0.7, help="采样温度; 0 表示贪心 (每次取概率最大的 token); 大于 0 时至少 0.001")
     g.add_argument("--top_k", type=int, default=None, help="只在概率最大的 k 个 token 里采样 (默认不限制)")
     g.add_argument("--top_p", type=float, default=0.9, help="nucleus 采样: 只在累计概率达到 top_p 的 token 里采样; 1 表示不限制")
     g.add_argument("--max_new_tokens", type=int, default=200, help="一个回答最多生成多少 token")
@@ -273,6 +273,11 @@ def parse_args(argv=None):
             or not 0 < args.top_p <= 1 or (args.seed is not None and not 0 <= args.seed < 2**63):
         raise SystemExit("错误: 生成参数不合法。要求 --temperature >= 0 (有限的数), --max_new_tokens >= 1, --top_k >= 1, "
                          "0 < --top_p <= 1, 0 <= --seed < 2^63")
+    # logits / temperature: 温度小到 1e-39 这种程度时除法溢出成 inf, softmax 得到 NaN, 采出来的是乱码。
+    # 0.001 已经几乎就是贪心了, 更小的温度没有意义
+    if 0 < args.temperature < 1e-3:
+        raise SystemExit(f"错误: --temperature {args.temperature} 太小 (大于 0 时至少 0.001, 再小会数值溢出)。"
+                         "要贪心解码就用 --temperature 0")
     return args
 
 
