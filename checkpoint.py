@@ -74,7 +74,20 @@ def load_checkpoint(path, kinds=None, map_location="cpu"):
         raise SystemExit(f"错误: {path} 不是本课程的 checkpoint (缺少 format={FORMAT!r})。请用 pretrain.py / train_sft.py 生成的文件")
     if kinds and obj.get("kind") not in kinds:
         raise SystemExit(f"错误: {path} 是 {obj.get('kind')!r} 类型的 checkpoint, 这里需要 {' 或 '.join(kinds)}")
+    if obj.get("kind") == "lora_adapter":
+        check_adapter(obj, path)
     return obj
+
+
+def check_adapter(adapter, path):
+    """适配器里加载时要用到的几项 (见 save_adapter) 都在: 缺了就一行说明, 而不是用到时的 KeyError。"""
+    need = {"base": ("path", "fingerprint"), "lora_config": ("r", "alpha", "dropout", "target_modules"), "lora_state": ()}
+    missing = []
+    for key, fields in need.items():
+        part = adapter.get(key)
+        missing += [key] if not isinstance(part, dict) else [f"{key}.{f}" for f in fields if f not in part]
+    if missing:
+        raise SystemExit(f"错误: {path} 不是完整的 LoRA 适配器 (缺少 {', '.join(missing)})。请用 train_lora.py 重新训练它")
 
 
 def save_model(path, model, tokenizer, args=None, metrics=None, state=None):
@@ -111,13 +124,24 @@ def save_adapter(path, model, lora_config, base_path, fingerprint, args=None, me
     })
 
 
-def build_model(ckpt, device="cpu"):
-    """由模型 checkpoint (dict) 重建 (model, tokenizer)。"""
-    from model import GPT, GPTConfig
+def build_model(ckpt, path, device="cpu"):
+    """由模型 checkpoint (dict, 读自 path) 重建 (model, tokenizer)。
+
+    文件是本课程的格式, 内容却可能不全或对不上 (缺了权重或分词器、配置里 n_head=0……): 每个脚本都经过这里,
+    所以在这里把它们变成一行指名文件的错误, 而不是 KeyError、ZeroDivisionError 之类的 traceback。"""
+    from model import GPT, get_config
     from tokenizer import Tokenizer
-    model = GPT(GPTConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model_state"])
-    return model.to(device), Tokenizer.from_dict(ckpt["tokenizer"])
+    try:
+        # 经 get_config 建配置: 形状不合法的配置在这里就被拒绝 (预设 default 的字段就是 GPTConfig 的默认值)
+        model = GPT(get_config("default", **ckpt["model_config"]))
+        model.load_state_dict(ckpt["model_state"])
+        tokenizer = Tokenizer.from_dict(ckpt["tokenizer"])
+    except SystemExit as e:  # get_config、分词器已经给了一行说明, 补上是哪个文件
+        raise SystemExit(f"错误: {path}: {str(e.code).removeprefix('错误: ')}") from None
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        what = f"缺少 {e}" if isinstance(e, KeyError) else type(e).__name__
+        raise SystemExit(f"错误: {path} 的模型配置、权重或分词器不完整或对不上 ({what})。请重新训练或重新保存") from None
+    return model.to(device), tokenizer
 
 
 def resolve_base_path(adapter_path, base_path):
@@ -143,10 +167,7 @@ def load_model(path, device="cpu", lora=None):
         if adapter:
             raise SystemExit(f"错误: {adapter_path} 已经是适配器, 不能再用 --lora 叠加另一个")
         adapter, adapter_path = load_checkpoint(lora, kinds=("lora_adapter",)), lora
-    try:
-        model, tokenizer = build_model(ckpt, device)
-    except (TypeError, KeyError, RuntimeError) as e:
-        raise SystemExit(f"错误: {path} 的模型配置与权重对不上 ({type(e).__name__})。请重新训练或重新保存")
+    model, tokenizer = build_model(ckpt, path, device)
     if adapter:
         apply_adapter(model, adapter, adapter_path, path)
     model.eval()

@@ -48,7 +48,7 @@ def load_start(args, allow_scratch=True):
         raise SystemExit(f"错误: 找不到底座模型 {args.init}。先运行 python pretrain.py 训练一个{hint}")
     if os.path.abspath(args.out) == os.path.abspath(args.init):
         raise SystemExit(f"错误: --out 和 --init 是同一个文件 {args.init}: 训练结果会覆盖底座。换一个 --out")
-    return build_model(load_checkpoint(args.init, kinds=("model",)))
+    return build_model(load_checkpoint(args.init, kinds=("model",)), args.init)
 
 
 def load_sft_data(args, tokenizer, max_length):

@@ -310,6 +310,42 @@ def test_bad_checkpoint_files(world, tmp_path):
         load_checkpoint(str(good), kinds=("lora_adapter",))
 
 
+@pytest.mark.parametrize("damage, pattern", [
+    ("missing_weight", "权重或分词器不完整或对不上 \\(RuntimeError\\)"),
+    ("no_tokenizer", "不完整或对不上 \\(缺少 'tokenizer'\\)"),
+    ("n_head_0", "模型形状不合法"),
+    ("unknown_field", "不完整或对不上 \\(TypeError\\)"),
+    ("adapter_no_base", "不是完整的 LoRA 适配器 \\(缺少 base\\)"),
+])
+def test_checkpoint_with_bad_contents_is_one_line(world, tmp_path, damage, pattern):
+    """格式对、内容坏的文件: 训练脚本 (--init) 和加载模型的脚本都经过 checkpoint.py, 一样是一行指名文件的错误。"""
+    import train_sft
+    root, tok, convs = world
+    good = str(tmp_path / "good.pt")
+    save_model(good, tiny_model(tok), tok)
+    ckpt = load_checkpoint(good)
+    if damage == "missing_weight":
+        del ckpt["model_state"]["norm.weight"]
+    elif damage == "no_tokenizer":
+        del ckpt["tokenizer"]
+    elif damage == "n_head_0":
+        ckpt["model_config"]["n_head"] = 0
+    elif damage == "unknown_field":
+        ckpt["model_config"]["n_heads"] = 4
+    else:
+        ckpt = {"format": ckpt["format"], "kind": "lora_adapter", "lora_state": {},
+                "lora_config": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj"]}}
+    bad = str(tmp_path / "bad.pt")
+    save_checkpoint(bad, ckpt)
+    starts = [lambda: load_model(bad)]
+    if damage != "adapter_no_base":
+        starts.append(lambda: train_sft.load_start(argparse.Namespace(init=bad, out=str(tmp_path / "out.pt"))))
+    for start in starts:
+        with pytest.raises(SystemExit, match=pattern) as e:
+            start()
+        assert str(e.value).startswith(f"错误: {bad}") and "\n" not in str(e.value)
+
+
 def test_atomic_save_keeps_previous(tmp_path, monkeypatch):
     path = str(tmp_path / "c.pt")
     save_checkpoint(path, {"format": "sft-lesson/v1", "kind": "model", "v": 1})
