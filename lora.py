@@ -99,6 +99,11 @@ def apply_lora(model, target_modules, r=8, alpha=16, dropout=0.05) -> list[str]:
                 kinds = ", ".join(dict.fromkeys(n.split(".")[-1] for n in linears))
                 raise SystemExit(f"错误: target_modules 里的 '{t}' 没有匹配到任何 Linear 层。可选: {kinds}, 或 all-linear")
             names += [n for n in hits if n not in names]
+    # BA 的秩不会超过 W 的行数和列数: r 再大只是白花参数 (大到离谱时分配 A、B 就会耗尽内存)
+    limit, narrowest = min((min(model.get_submodule(n).in_features, model.get_submodule(n).out_features), n) for n in names)
+    if r > limit:
+        raise SystemExit(f"错误: LoRA 的秩 r={r} 超过了目标层 {narrowest} 的输入、输出维度中较小的 {limit}。"
+                         f"r 最多 {limit} (通常取 4~64)")
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

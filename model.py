@@ -58,6 +58,9 @@ def get_config(preset: str = "default", **overrides) -> GPTConfig:
     if preset not in PRESETS:
         raise SystemExit(f"错误: 未知的模型预设 {preset!r}。可选: {', '.join(PRESETS)}")
     cfg = replace(PRESETS[preset], **overrides)
+    small = [f"{k}={getattr(cfg, k)}" for k in ("vocab_size", "intermediate_size", "max_seq_len") if not getattr(cfg, k) >= 1]
+    if small:  # 否则建模型时才报 torch 的 "negative dimension"
+        raise SystemExit(f"错误: 模型尺寸必须 >= 1, 收到 {', '.join(small)}。改用正数 (或去掉这个参数, 用预设里的值)")
     head_dim = cfg.n_embd // cfg.n_head if cfg.n_head > 0 else 0
     if cfg.n_layer < 1 or cfg.n_kv_head < 1 or cfg.n_head % cfg.n_kv_head or head_dim < 2 or head_dim % 2 \
             or head_dim * cfg.n_head != cfg.n_embd:
@@ -199,14 +202,21 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.n_embd)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.norm = RMSNorm(config.n_embd, config.norm_eps)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        try:  # 形状合法, 却可能大到内存放不下 (例如 --n_embd 1000000000): 一行说明, 而不是分配器的 traceback
+            self.embed_tokens = nn.Embedding(config.vocab_size, config.n_embd)
+            self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+            self.norm = RMSNorm(config.n_embd, config.norm_eps)
+            self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+            # cos/sin 是算出来的, 不是学出来的
+            cos, sin = rope_cache(config.n_embd // config.n_head, config.max_seq_len, config.rope_theta)
+        except RuntimeError:
+            raise SystemExit(f"错误: 模型太大, 内存放不下 (vocab_size={config.vocab_size}, n_layer={config.n_layer}, "
+                             f"n_embd={config.n_embd}, intermediate_size={config.intermediate_size}, "
+                             f"max_seq_len={config.max_seq_len})。"
+                             "换小一些的 --preset 或调小 --n_embd / --n_layer") from None
         # 输入、输出共用一张表: 小模型里词表占参数的大头, 共享省一半, 也让两端的词向量一致
         self.lm_head.weight = self.embed_tokens.weight
-        # cos/sin 是算出来的, 不是学出来的: persistent=False 让它们不进 checkpoint, 但会跟着 .to(device)
-        cos, sin = rope_cache(config.n_embd // config.n_head, config.max_seq_len, config.rope_theta)
+        # persistent=False 让 cos/sin 不进 checkpoint, 但会跟着 .to(device)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
 

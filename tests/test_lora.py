@@ -150,6 +150,15 @@ def test_bad_lora_settings_are_one_line(bad):
     assert "\n" not in str(e.value)
 
 
+def test_rank_above_the_narrowest_target_is_one_line():
+    """tiny 模型的 v_proj 是 32 -> 16 (GQA): r 最多 16; 更大的 r (例如 --lora_r 1000000000000) 开训前就拒绝, 不去分配内存。"""
+    apply_lora(make_model(), "q_proj,v_proj", r=16)
+    for r in (17, 10**12):
+        with pytest.raises(SystemExit, match=f"^错误: LoRA 的秩 r={r} 超过了目标层 layers.0.self_attn.v_proj .*16") as e:
+            apply_lora(make_model(), "q_proj,v_proj", r=r)
+        assert "\n" not in str(e.value)
+
+
 def test_unknown_target_lists_available_names():
     with pytest.raises(SystemExit, match="^错误: .*'qproj'.*可选: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj") as e:
         apply_lora(make_model(), "q_proj,qproj")

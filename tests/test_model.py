@@ -193,6 +193,18 @@ def test_pick_device_cuda_without_cuda_is_one_line_error():
     assert "\n" not in str(exc.value.code)
 
 
+@pytest.mark.parametrize("overrides, pattern", [
+    ({"vocab_size": -5}, "模型尺寸必须 >= 1, 收到 vocab_size=-5"),
+    ({"intermediate_size": 0, "max_seq_len": 0}, "模型尺寸必须 >= 1, 收到 intermediate_size=0, max_seq_len=0"),
+    ({"n_embd": 10**14}, "模型太大, 内存放不下"),  # 128 PB 的 embedding: 比地址空间还大, 分配立刻失败
+])
+def test_bad_model_sizes_are_one_line_errors(overrides, pattern):
+    """python model.py --vocab_size -5、pretrain.py --n_embd 1000000000: 一行说明, 不是 torch 的 traceback。"""
+    with pytest.raises(SystemExit, match="^错误: " + pattern) as exc:
+        GPT(get_config("tiny", **overrides))
+    assert "\n" not in str(exc.value.code)
+
+
 def test_sequence_longer_than_max_seq_len_is_one_line_error():
     model = make_model()
     with pytest.raises(SystemExit, match="错误: 序列长度 65 超过了模型的 max_seq_len=64"):
