@@ -81,9 +81,17 @@ def pick_device(name: str = "auto") -> torch.device:
                          "或安装带 CUDA 的 PyTorch。")
     if kind == "mps" and not has_mps:
         raise SystemExit("错误: 这台机器上没有可用的 Apple MPS (--device mps)。请改用 --device auto 或 --device cpu。")
+    choices = "可选: auto, cpu, cuda, cuda:N (N 是 GPU 编号, 从 0 开始), mps"
     if kind not in ("cpu", "cuda", "mps"):
-        raise SystemExit(f"错误: 不认识的设备 {name!r}。可选: auto, cpu, cuda, mps")
-    return torch.device(name)
+        raise SystemExit(f"错误: 不认识的设备 {name!r} (--device)。{choices}")
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # cpu:abc、cuda:x 这类写法: torch 报 "Invalid device string"
+        raise SystemExit(f"错误: 设备写法不对 {name!r} (--device)。{choices}") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise SystemExit(f"错误: 没有编号 {device.index} 的 GPU (--device {name}), 这台机器只有 {torch.cuda.device_count()} 块。"
+                         f"用 cuda:0 到 cuda:{torch.cuda.device_count() - 1}, 或 --device cuda")
+    return device
 
 
 class RMSNorm(nn.Module):

@@ -186,6 +186,23 @@ def test_pick_device():
         pick_device("tpu")
 
 
+@pytest.mark.parametrize("name, pattern", [
+    ("cpu:abc", "设备写法不对 'cpu:abc' .*可选: auto, cpu, cuda, cuda:N"),
+    ("cuda:x", "设备写法不对 'cuda:x'"),
+    ("cuda:-1", "设备写法不对"),
+    ("cuda:1", "没有编号 1 的 GPU .*只有 1 块。用 cuda:0 到 cuda:0"),
+])
+def test_malformed_device_string_is_one_line_error(monkeypatch, name, pattern):
+    """torch.device("cpu:abc") 抛 RuntimeError (Invalid device string), 不存在的 GPU 编号要到用时才出错: 都是一行说明。
+    假装有一块 GPU, 没有 CUDA 的机器上也能测 cuda:N 的检查。"""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(SystemExit, match="^错误: " + pattern) as exc:
+        pick_device(name)
+    assert "\n" not in str(exc.value.code)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="这台机器有 CUDA")
 def test_pick_device_cuda_without_cuda_is_one_line_error():
     with pytest.raises(SystemExit, match="错误: .*CUDA") as exc:
