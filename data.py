@@ -133,12 +133,22 @@ def normalize_record(rec):
             raise ValueError(f"未知角色 {role!r} (只支持 system/user/assistant, 以及 human/gpt)")
         if not isinstance(content, str):
             raise ValueError(f"{role} 的 content 不是字符串")
+        require_utf8(content, f"{role} 的 content")
         messages.append({"role": role, "content": content})
     if not messages:
         raise ValueError("空对话")
     if not any(m["role"] == "assistant" for m in messages):
         raise ValueError("没有 assistant 回复, 无可训练内容")
     return messages
+
+
+def require_utf8(text, what):
+    """JSON 里落单的代理项 (如 "\\ud83d", 半个 emoji) 能解析成 Python 字符串, 却编不成 UTF-8:
+    分词、打印时才崩 (UnicodeEncodeError)。在读数据时就当作坏记录, 报出 file:line。"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what} 里有编不成 UTF-8 的字符 {text[e.start]!r} (落单的代理项, 多半是被截断的 emoji)") from None
 
 
 def read_text(path):

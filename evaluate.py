@@ -67,6 +67,8 @@ def require_answer(rec):
     answer = rec.get("answer")
     if not isinstance(answer, (str, int)) or isinstance(answer, bool) or not str(answer).strip():
         raise ValueError("缺少 answer (正确回复必须包含的关键字符串)")
+    data.require_utf8(str(answer), "answer")  # 评估结果里要打印它们
+    data.require_utf8(str(rec.get("category", "default")), "category")
 
 
 def load_eval_records(path, limit=None):

@@ -156,6 +156,10 @@ BAD = [
     ('{"conversations": null, "messages": [{"role": "user", "content": "hi"}]}', "没有 assistant"),
     ('{"instruction": "a", "output": "b", "history": 5}', "history 应是"),
     ('{"instruction": "a", "input": ["x"], "output": "b"}', "input 不是字符串"),
+    # 落单的代理项 (半个 emoji): JSON 解析得出来, 分词、打印时才 UnicodeEncodeError
+    ('{"conversations": [{"role": "user", "content": "hi\\ud83d"}, {"role": "assistant", "content": "x"}]}',
+     "user 的 content 里有编不成 UTF-8 的字符"),
+    ('{"instruction": "a", "output": "\\udc00b"}', "assistant 的 content 里有编不成 UTF-8"),
 ]
 GOOD = '{"conversations": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}'
 

@@ -158,10 +158,14 @@ def test_random_model_perplexity_is_about_vocab_size(world):
 def test_load_eval_records_skips_bad(tmp_path, capsys):
     path = tmp_path / "e.jsonl"
     good = make_records()[0]
-    path.write_text("\n".join([json.dumps(good), "{坏的 json", json.dumps({**good, "answer": ""}), json.dumps(good)]),
+    path.write_text("\n".join([json.dumps(good), "{坏的 json", json.dumps({**good, "answer": ""}), json.dumps(good),
+                               json.dumps({**good, "answer": "\ud83d"}), json.dumps({**good, "category": "x\ud83d"})]),
                     encoding="utf-8")
     assert len(load_eval_records(str(path))) == 2 and len(load_eval_records(str(path), limit=1)) == 1
-    assert f"{path}:2:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{path}:2:" in err
+    # 落单的代理项打印结果时才会 UnicodeEncodeError: 和别的坏记录一样按 file:line 报告后跳过
+    assert f"{path}:5: answer 里有编不成 UTF-8 的字符" in err and f"{path}:6: category 里有编不成 UTF-8" in err
 
 
 def run_cli(*args):
