@@ -214,8 +214,9 @@ def load_records(path, strict=False, quiet=False, check=None, max_report=20):
     check(记录): 额外的检查 (例如评估集要求有 answer), 不通过时抛 ValueError(原因), 与格式错误同样报告。
     max_report: 最多逐条列出几条坏记录 (None 表示全部): 拿错了文件 (比如把纯文本当成 .jsonl) 时不刷几千行屏。
     """
-    good, bad = [], 0
+    good, bad, rejected = [], 0, None  # rejected: check 拒绝最后一条记录的原因
     for line, rec in read_records(path):
+        messages = None
         try:
             if isinstance(rec, ValueError):
                 raise rec
@@ -224,15 +225,20 @@ def load_records(path, strict=False, quiet=False, check=None, max_report=20):
                 check(rec)
             good.append((rec, messages))
         except ValueError as e:
+            if messages is not None:  # 对话本身没问题, 是 check 的额外要求没满足
+                rejected = e
             if strict:
                 raise SystemExit(f"错误: {path}:{line}: {e} (--strict 模式下遇到坏记录即停止; 去掉 --strict 可跳过)")
             bad += 1
             if not quiet and (max_report is None or bad <= max_report):
                 print(f"{path}:{line}: {e} (已跳过)", file=sys.stderr)
     if bad and not quiet:
-        more = "" if max_report is None or bad <= max_report else \
-            f" (只列出了前 {max_report} 条; python data.py --check {path} 列出全部)"
+        more = ""
+        if max_report is not None and bad > max_report:  # check 的额外要求 data.py --check 不查, 那时就不指过去
+            more = f" (只列出了前 {max_report} 条" + ("" if rejected else f"; python data.py --check {path} 列出全部") + ")"
         print(f"{path}: 跳过 {bad} 条坏记录, 保留 {len(good)} 条{more}", file=sys.stderr)
+    if not good and rejected:  # data.py --check 不知道 check 的要求, 指过去只会说文件没问题: 直接说出原因
+        raise SystemExit(f"错误: {path} 里没有一条可用的记录 (例如: {rejected})。换一个文件, 或按上面逐条的原因修改记录")
     if not good:
         raise SystemExit(f"错误: {path} 里没有一条可用的对话。用 python data.py --check {path} 查看原因")
     return good

@@ -168,6 +168,16 @@ def test_load_eval_records_skips_bad(tmp_path, capsys):
     assert f"{path}:5: answer 里有编不成 UTF-8 的字符" in err and f"{path}:6: category 里有编不成 UTF-8" in err
 
 
+def test_training_file_as_eval_set_names_the_missing_answer(tmp_path, capsys):
+    """把训练集 (记录没有 answer) 当评估集: 对话格式都对, data.py --check 会说文件没问题, 所以错误要直接说出缺的是 answer。"""
+    path = tmp_path / "train.jsonl"
+    rec = {"conversations": make_records()[0]["conversations"]}
+    path.write_text("\n".join([json.dumps(rec)] * 25), encoding="utf-8")
+    with pytest.raises(SystemExit, match=f"^错误: {path} 里没有一条可用的记录 \\(例如: 缺少 answer") as e:
+        load_eval_records(str(path))
+    assert "data.py --check" not in str(e.value) and "data.py --check" not in capsys.readouterr().err
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--device", "cpu", *args],
                           capture_output=True, text=True, timeout=120)
