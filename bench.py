@@ -42,6 +42,7 @@ import torch
 import torch.nn as nn
 
 import data
+from checkpoint import check_output_path
 from lora import apply_lora
 from model import GPT, get_config, pick_device
 from trainer import autocast_for, below_minimum, make_optimizer, n_targets, peak_memory_mb
@@ -345,6 +346,8 @@ def main():
                                "repeats": 1, "gen_tokens": 1, "prompt_len": 1})
     if bad:
         raise SystemExit("错误: " + "; ".join(bad))
+    if args.json:
+        check_output_path(args.json, "--json")  # 测量要几分钟; 先确认结果写得出去
     if args.compare_hf:
         try:
             import peft  # noqa: F401

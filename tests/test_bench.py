@@ -80,3 +80,14 @@ def test_bad_flag_is_one_line():
                        text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert r.stderr.strip() == "错误: --threads 必须 >= 1, 收到 0; --repeats 必须 >= 1, 收到 0"
+
+
+@pytest.mark.parametrize("where", ["dir", "file_as_folder"])
+def test_bad_json_path_is_one_line_before_measuring(tmp_path, where):
+    """--json 是目录、或所在的 "目录" 其实是个文件: 开始测量之前一行报错, 而不是测完几分钟后的 traceback。"""
+    (tmp_path / "f").write_text("x")
+    path = tmp_path if where == "dir" else tmp_path / "f" / "bench.json"
+    r = subprocess.run([sys.executable, "bench.py", "--quick", "--device", "cpu", "--threads", "1", "--json", str(path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and r.stdout == ""
+    assert r.stderr.startswith("错误: --json ") and len(r.stderr.strip().splitlines()) == 1
