@@ -373,6 +373,10 @@ def main():
     args = p.parse_args()
     if not os.path.exists(BASE):
         raise SystemExit(f"错误: 找不到底座 {BASE}。先运行 python data.py --create_sample && python pretrain.py")
+    from data import EVAL_PATH, TRAIN_PATH
+    for path in (TRAIN_PATH, EVAL_PATH):  # 实验都要读它们: 缺了现在就说, 而不是训练到一半时的 FileNotFoundError
+        if not os.path.exists(path):
+            raise SystemExit(f"错误: 找不到 {path} (实验的训练和评估数据)。先运行 python data.py --create_sample")
     os.makedirs(RUNS, exist_ok=True)
     for name in (EXPERIMENTS if args.experiment == "all" else [args.experiment]):
         md, raw = EXPERIMENTS[name](args.fresh)

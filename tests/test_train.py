@@ -476,6 +476,15 @@ def test_pretrain_does_not_overwrite_user_data(tmp_path):
     assert mine.read_text(encoding="utf-8") == "my own data\n" and not (tmp_path / "data/pretrain.txt").exists()
 
 
+def test_experiments_without_data_is_one_line(tmp_path):
+    """有底座、没有 data/ (例如删掉重新生成前): experiments.py 一行提示先生成数据, 而不是读文件时的 FileNotFoundError。"""
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints/base_model.pt").write_bytes(b"")  # main() 只看它在不在
+    r = run("experiments.py", tmp_path, "topic", check=False)
+    assert_one_line_error(r, "找不到 data/sft_train.jsonl (实验的训练和评估数据)。先运行 python data.py --create_sample")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_bad_records_are_skipped(base, tmp_path):
     bad = tmp_path / "bad.jsonl"
     good = (base / "data/sft_train.jsonl").read_text(encoding="utf-8")
