@@ -43,6 +43,7 @@ import torch.nn as nn
 
 import data
 from checkpoint import check_output_path
+from cli import run_main
 from lora import apply_lora
 from model import GPT, get_config, pick_device
 from trainer import autocast_for, below_minimum, make_optimizer, n_targets, peak_memory_mb
@@ -480,4 +481,4 @@ def summary(res, compare_hf):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -41,9 +41,9 @@ import torch
 
 import data
 from checkpoint import load_checkpoint, load_model
+from cli import run_main
 from lora import LoRALinear, base_fingerprint, load_lora_state_dict, lora_state_dict
 from model import pick_device
-from trainer import run_main
 
 HELP = """命令:
   /help            显示这段说明

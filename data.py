@@ -28,6 +28,8 @@ import sys
 
 import torch
 
+from cli import run_main
+
 IGNORE_INDEX = -100  # PyTorch cross_entropy 默认忽略的 label 值
 ROLES = ("system", "user", "assistant")
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
@@ -423,4 +425,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # Ctrl-C、`| head -1` 关掉管道: 一行或安静退出, 不打印 traceback

@@ -39,8 +39,9 @@ from tqdm import tqdm
 
 import data
 from checkpoint import check_output_path, load_model
+from cli import run_main
 from model import pick_device
-from trainer import mean_loss, run_main
+from trainer import mean_loss
 
 PPL_PATH = os.path.join(data.DATA_DIR, "pretrain_eval.txt")
 DEFAULT_CHECKPOINTS = ["checkpoints/base_model.pt", "checkpoints/sft_model.pt", "checkpoints/lora_adapter.pt"]

@@ -24,6 +24,7 @@ import subprocess
 import sys
 
 from checkpoint import load_checkpoint
+from cli import run_main
 
 RUNS = "runs"
 BASE = "checkpoints/base_model.pt"
@@ -386,4 +387,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

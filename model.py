@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cli import run_main
+
 IGNORE_INDEX = -100  # 与 data.py 一致: label 为 -100 的位置不计 loss
 
 
@@ -341,7 +343,7 @@ def sample_next(logits, temperature, top_k, top_p, gen):
     return choice if ids is None else ids.gather(-1, choice)
 
 
-if __name__ == "__main__":
+def main():
     parser = argparse.ArgumentParser(description="打印每个模型预设的配置和参数量")
     parser.add_argument("--vocab_size", type=int, default=None, help="覆盖词表大小 (默认用预设里的值; 实际由分词器决定)")
     args = parser.parse_args()
@@ -351,3 +353,7 @@ if __name__ == "__main__":
         print(f"{name:8s} {model.num_params() / 1e6:8.2f}M 参数 (不含 embedding {model.num_params(True) / 1e6:.2f}M)  "
               f"n_layer={cfg.n_layer} n_embd={cfg.n_embd} n_head={cfg.n_head} n_kv_head={cfg.n_kv_head} "
               f"intermediate={cfg.intermediate_size} vocab={cfg.vocab_size} max_seq_len={cfg.max_seq_len}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -19,8 +19,9 @@ import torch
 
 import data
 from checkpoint import save_model
+from cli import run_main
 from model import GPT, get_config
-from trainer import add_train_args, check_train_args, finish_run, is_main_process, run_main, train
+from trainer import add_train_args, check_train_args, finish_run, is_main_process, train
 
 
 class PretrainDataset(torch.utils.data.Dataset):

@@ -28,6 +28,8 @@ import time
 from collections import Counter, defaultdict
 from itertools import repeat
 
+from cli import run_main  # 只用标准库: 这里故意不导入 torch, 命令行启动快
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|pad|>"]
 
 # 汉字 (含扩展区) 和日文假名。标准库 re 没有 \p{Han}, 只好写出码位范围。
@@ -286,7 +288,7 @@ def bench(tok, text):
         print(f"{name}: {len(sample):>9,} 字符 {mb:6.2f} MB  编码 {mb / dt:5.2f} MB/s  每字符 {len(ids) / len(sample):.3f} 个 token")
 
 
-if __name__ == "__main__":
+def main():
     parser = argparse.ArgumentParser(description="字节级 BPE 分词器: 测速度和压缩率, 或查看一句话的切分")
     parser.add_argument("--tokenizer", default="data/tokenizer.json", help="分词器 JSON 文件 (python data.py --create_sample 生成)")
     parser.add_argument("--bench", action="store_true", help="测编码速度 (MB/s) 和中文/英文每字符 token 数 (不给 --encode 时默认就做)")
@@ -302,3 +304,7 @@ if __name__ == "__main__":
             print(f"{i:>6}  {piece.decode()!r}" if _is_utf8(piece) else f"{i:>6}  {piece}")
     if args.bench or args.encode is None:  # 什么都不指定时默认测速
         bench(tok, _read_text(args.text))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -20,8 +20,9 @@ import torch
 
 import data
 from checkpoint import build_model, load_checkpoint, save_model
+from cli import run_main
 from model import GPT, get_config
-from trainer import add_train_args, check_train_args, finish_run, is_main_process, run_main, train
+from trainer import add_train_args, check_train_args, finish_run, is_main_process, train
 
 
 def add_sft_args(p):

@@ -197,21 +197,6 @@ class CtrlC:
             self.active = False
 
 
-def run_main(main):
-    """各脚本的入口: 在加载数据、建模型这些训练之外的时候按 Ctrl-C, 只打印一行并以 130 退出, 不打印 traceback。
-    (训练循环里的 Ctrl-C 由上面的 CtrlC 接管: 存好续训状态再退出。)
-    输出接到提前关闭的管道上 (如 `python chat.py ... | head -1`) 时安静退出。"""
-    try:
-        main()
-    except KeyboardInterrupt:
-        print("\n已中断 (Ctrl-C)", file=sys.stderr)
-        raise SystemExit(130)
-    except BrokenPipeError:
-        # 退出时 Python 还会 flush 一次 stdout, 再报一次同样的错: 先把 stdout 换成 /dev/null
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(1)
-
-
 def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     """训练 model (原地修改), 返回最终指标 dict。train_set 需要 .lengths 和 __getitem__ -> {input_ids, labels}。
 

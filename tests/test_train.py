@@ -20,10 +20,11 @@ import torch
 import data
 import trainer
 from checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
+from cli import run_main
 from lora import apply_lora
 from model import GPT, get_config
 from tokenizer import Tokenizer
-from trainer import add_train_args, finish_run, run_main, train
+from trainer import add_train_args, finish_run, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ["小明", "小红", "小刚", "阿花", "大壮", "Tom", "Lucy", "Jack"]
@@ -200,6 +201,21 @@ def test_ctrl_c_outside_training_is_one_line(capsys):
     with pytest.raises(SystemExit) as e:
         run_main(main)
     assert e.value.code == 130 and capsys.readouterr().err.strip() == "已中断 (Ctrl-C)"
+
+
+@pytest.mark.parametrize("cmd", [["data.py", "--show"], ["data.py", "--check", "data/sft_train.jsonl"],
+                                 ["tokenizer.py", "--encode", "你好"], ["model.py"],
+                                 ["bench.py", "--quick", "--device", "cpu", "--threads", "1"], ["experiments.py", "lora"]])
+def test_closed_output_pipe_is_quiet(base, cmd):
+    """`python data.py --show | head -1` 这样读了一点就关掉管道: 每个脚本都经 cli.run_main 安静退出, 没有 BrokenPipeError。
+    (bench 和 experiments 在第一行输出时就退出了, 不会真的开始测量或训练。)"""
+    root = base
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")  # 逐行写出 (像终端里那样), 写的时候管道已经关了
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, cmd[0]), *cmd[1:]], cwd=root, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # 在它写出第一行之前就关掉
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1 and err == ""
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):

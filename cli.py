@@ -1,0 +1,21 @@
+"""cli.py — 各脚本共用的命令行入口 run_main: 用户按 Ctrl-C、或输出接到提前关闭的管道上时, 不打印 traceback。
+
+单独成一个文件、只用标准库 (os, sys): tokenizer.py 为了命令行启动快, 故意不导入 torch, 也要用它。
+训练循环里的 Ctrl-C 不在这里: 那由 trainer.CtrlC 接管 (做完当前一步、存好续训状态再退出)。
+"""
+import os
+import sys
+
+
+def run_main(main):
+    """各脚本的入口: 在加载数据、建模型这些训练之外的时候按 Ctrl-C, 只打印一行并以 130 退出, 不打印 traceback。
+    输出接到提前关闭的管道上 (如 `python data.py --show | head -1`) 时安静退出。"""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\n已中断 (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(130)
+    except BrokenPipeError:
+        # 退出时 Python 还会 flush 一次 stdout, 再报一次同样的错: 先把 stdout 换成 /dev/null
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1)
