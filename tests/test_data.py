@@ -190,6 +190,12 @@ def test_no_usable_conversation_is_error(tmp_path):
         load_conversations(str(path), quiet=True)
     with pytest.raises(SystemExit, match="找不到数据文件"):
         load_conversations(str(tmp_path / "missing.jsonl"))
+    # 原因已经逐条列在上面时, 不再叫用户去跑 data.py --check (--check 自己就会走到这里, 那样是绕圈子)
+    with pytest.raises(SystemExit, match="按上面逐条列出的原因"):
+        load_conversations(str(path))
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(SystemExit, match="一条记录也没有"):
+        load_conversations(str(tmp_path / "empty.jsonl"))
 
 
 def test_create_sample_checks_vocab_size_before_writing(tmp_path):
