@@ -116,31 +116,35 @@ def exp_ablation(fresh):
         "SFT 不做掩码 (--no_mask)": train("sft_no_mask", "train_sft.py", "--no_mask", fresh=fresh),
     }
     ev = evaluate([m["path"] for m in runs.values()], "ablation")
-    speaks = {m["path"]: speaks_for_user(m["path"]) for m in runs.values()}
+    speaks = {m["path"]: speaks_for_user(m["path"]) for m in runs.values()}  # {路径: (比例, 前几条例子)}
     cats = list(next(iter(ev.values()))["categories"])
     rows = [[name, pct(ev[m["path"]]["overall"])] + [pct(ev[m["path"]]["categories"][c]) for c in cats]
-            + [pct(ev[m["path"]]["stop_rate"]), pct(speaks[m["path"]])] for name, m in runs.items()]
+            + [pct(ev[m["path"]]["stop_rate"]), pct(speaks[m["path"]][0])] for name, m in runs.items()]
     return table(["模型", "总体"] + cats + ["停止率", "不停时自己写下一轮"], rows), {"runs": runs, "eval": ev, "speaks": speaks}
 
 
-def speaks_for_user(path, n=100, max_new_tokens=48):
+def speaks_for_user(path, n=100, max_new_tokens=48, n_examples=5):
     """不在 <|endoftext|> 处停下、让模型一直写下去时, 有多少回答在自己的结束符之后又写出一个角色标签, 开始下一轮对话。
+    返回 (比例, 前 n_examples 条这样的输出全文): 例子存进 runs/ablation.json, README 引用的就是它们。
 
-    不只数 <|user|>: 底座从没见过这几个角色标签, 它们的 embedding 几乎一样, 不做掩码的模型常常用 <|assistant|> 开头,
-    写的却是用户的追问 ("那这个人有什么爱好？")。做了掩码的模型在结束符之后只会像底座那样续写一段普通文字。"""
+    不只数 <|user|>: 底座从没见过这几个角色标签, 它们的 embedding 几乎一样, 不做掩码的模型有时用 <|assistant|> 开头。
+    做了掩码的模型在结束符之后只会像底座那样续写一段普通文字。"""
     import torch
     from checkpoint import load_model
     from data import load_conversations, render_chat
     model, tok, _ = load_model(path)
     roles = {tok.user_id, tok.assistant_id, tok.system_id}
-    hits = 0
+    hits, examples = 0, []
     for messages in load_conversations("data/sft_eval.jsonl", quiet=True)[:n]:
         ids, _ = render_chat(messages[:-1], tok, add_generation_prompt=True)
         with torch.inference_mode():
             out = list(model.generate(ids, max_new_tokens=max_new_tokens, temperature=0, eos_id=None))
         after = out[out.index(tok.eot_id) + 1:] if tok.eot_id in out else []
-        hits += bool(roles & set(after))
-    return hits / n
+        if roles & set(after):
+            hits += 1
+            if len(examples) < n_examples:
+                examples.append(messages[-2]["content"] + " -> " + tok.decode(out))
+    return hits / n, examples
 
 
 def exp_adapters(fresh):
@@ -220,7 +224,7 @@ def exp_probe(fresh):
 
 def exp_arithmetic(fresh, n_train=20000, steps=3000):
     """算术学得会吗? 只练两位数加减法: 20,000 道训练题 (同一个样例世界, 避开评估用的留出算式), 3,000 步 × 32 条,
-    学习率 1e-3 (算术题的训练次数约是课程 SFT 的 16 倍), 只在 arithmetic 这 120 道评估题上打分。"""
+    学习率 1e-3 (算术题的训练次数约是课程 SFT 的 14 倍), 只在 arithmetic 这 120 道评估题上打分。"""
     import random
     from sample_data import World, arith_pairs
     train_path, eval_path = os.path.join(RUNS, "sft_train_arith.jsonl"), os.path.join(RUNS, "sft_eval_arith.jsonl")

@@ -8,7 +8,7 @@
 为什么不切成等长的块, 见 PretrainDataset 的说明。
 
 用法:
-    python pretrain.py                      # 默认设置 (12 个 epoch), 2 核 CPU 上约 6 分半, 存到 checkpoints/base_model.pt
+    python pretrain.py                      # 默认设置 (12 个 epoch), 2 核 CPU 上约 6 分钟, 存到 checkpoints/base_model.pt
     python pretrain.py --device cuda --preset gpu --epochs 10
 """
 import argparse
