@@ -239,11 +239,11 @@ def load_records(path, strict=False, quiet=False, check=None, max_report=20):
         if max_report is not None and bad > max_report:  # check 的额外要求 data.py --check 不查, 那时就不指过去
             more = f" (只列出了前 {max_report} 条" + ("" if rejected else f"; python data.py --check {path} 列出全部") + ")"
         print(f"{path}: 跳过 {bad} 条坏记录, 保留 {len(good)} 条{more}", file=sys.stderr)
-    if not good and rejected:  # data.py --check 不知道 check 的要求, 指过去只会说文件没问题: 直接说出原因
-        raise SystemExit(f"错误: {path} 里没有一条可用的记录 (例如: {rejected})。换一个文件, 或按上面逐条的原因修改记录")
-    if not good and not bad:
-        raise SystemExit(f"错误: {path} 里一条记录也没有 (空文件?)。换一个数据文件")
     if not good:
+        if not bad:
+            raise SystemExit(f"错误: {path} 里一条记录也没有 (空文件?)。换一个数据文件")
+        if rejected:  # data.py --check 不知道 check 的要求, 指过去只会说文件没问题: 直接说出原因
+            raise SystemExit(f"错误: {path} 里没有一条可用的记录 (例如: {rejected})。换一个文件, 或按上面逐条的原因修改记录")
         listed = not quiet and (max_report is None or bad <= max_report)  # 原因都已逐条列在上面 (data.py --check 自己就走这里)
         raise SystemExit(f"错误: {path} 里没有一条可用的对话。" + ("按上面逐条列出的原因修改记录" if listed
                                                               else f"用 python data.py --check {path} 查看原因"))
