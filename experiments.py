@@ -258,7 +258,7 @@ def exp_topic(fresh):
     原评估集; 每道题前面先打个招呼; 每道题前面先有一道不相干的问答 (都是训练那一半里的问法, 回答是正确的)。
     后两份不含 system_prompt 类 (理由同 sample_data.World.opening), 各 540 题。"""
     import random
-    from sample_data import GREETINGS, World, build_sft
+    from sample_data import GREETINGS, World, build_sft, prepend_turn
     world = World(0)
     with open("data/sft_train.jsonl", encoding="utf-8") as f:
         if [json.loads(line) for line in f] != build_sft(world):
@@ -276,7 +276,7 @@ def exp_topic(fresh):
         while True:  # 开场那道题的问答里不能含本题的答案, 否则抄上一轮也能得分
             first = world.unrelated_qa(rng, lang)
             if key not in json.dumps(first, ensure_ascii=False):
-                return [dict(m) for m in first]
+                return first
 
     variants = {}
     for name, make_first in (("greeting", lambda rng, lang, key: hello(rng, lang)), ("topic", other_question)):
@@ -286,10 +286,7 @@ def exp_topic(fresh):
                 rec = json.loads(line)
                 if rec["category"] == "system_prompt":  # 开场那一轮的回答不遵守系统提示 (没说 "喵"), 题目就自相矛盾了
                     continue
-                conv = rec["conversations"]
-                i = 1 if conv[0]["role"] == "system" else 0
-                lang = "en" if conv[i]["content"].isascii() else "zh"
-                rec["conversations"] = conv[:i] + make_first(rng, lang, rec["answer"]) + conv[i:]
+                rec["conversations"] = prepend_turn(rec["conversations"], lambda lang: make_first(rng, lang, rec["answer"]))
                 dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
         variants[name] = path
     runs = {"SFT, 训练数据里没有开场轮 (对照)": train("sft_no_openings", "train_sft.py", "--data_path", plain_path, fresh=fresh),

@@ -314,6 +314,14 @@ def _msg(role, content):
     return {"role": role, "content": content}
 
 
+def prepend_turn(conversation, make_turn):
+    """在对话最前面 (system 之后) 插入 make_turn(lang) 给出的一轮; lang 跟着第一条用户消息 ("en" 或 "zh")。
+    开场轮 (World.opening) 和 experiments.py topic 的评估变体都用它。"""
+    i = 1 if conversation[0]["role"] == "system" else 0
+    lang = "en" if conversation[i]["content"].isascii() else "zh"
+    return conversation[:i] + [dict(m) for m in make_turn(lang)] + conversation[i:]
+
+
 def _qa(user, reply, system=None):
     return ([_msg("system", system)] if system else []) + [_msg("user", user), _msg("assistant", reply)]
 
@@ -360,10 +368,8 @@ class World:
         # 身份问答本身常常就是问候; 有系统提示的那一类, 开场那一轮的回答不遵守系统提示 (没说 "喵"), 会教模型忽略它
         if cat in ("identity", "system_prompt") or r >= GREETING_FIRST_SHARE + TOPIC_FIRST_SHARE:
             return conversation
-        i = 1 if conversation[0]["role"] == "system" else 0
-        lang = "en" if conversation[i]["content"].isascii() else "zh"
-        first = rng.choice(self.greeting_turns[lang]) if r < GREETING_FIRST_SHARE else self.unrelated_qa(rng, lang)
-        return conversation[:i] + [dict(m) for m in first] + conversation[i:]
+        return prepend_turn(conversation, lambda lang: rng.choice(self.greeting_turns[lang]) if r < GREETING_FIRST_SHARE
+                            else self.unrelated_qa(rng, lang))
 
     def unrelated_qa(self, rng, lang):
         """一轮只用训练那一半 (问法、人物、算式) 的普通问答, 语言为 lang: 换话题之前的那一轮。"""
