@@ -176,14 +176,15 @@ def exp_probe(fresh):
 
     1. 底座记住了多少: 对每个人、每个属性, 把回答句式的开头 (如 "姚伟芳最喜欢的颜色是") 喂给底座, 看它接出的是不是
        正确的属性值。SFT 见过的人和只在预训练里出现的人 (knowledge_unlock) 分开统计。
-    2. SFT 模型的 knowledge_unlock: 直接问 vs 强制给出参考答案的开头。两者相差越多, 失败越是在 "读懂问题、抄对名字",
-       而不在记忆; 再数一数直接问答错的题里有几题连人名都抄错了。
+    2. SFT 模型的 knowledge_unlock 和 arithmetic: 直接问 vs 强制给出参考答案的开头 (人名 / 算式, 如 "73减32")。
+       两者相差越多, 失败越是在 "读懂问题、把名字或数抄对", 而不在记忆或计算; 再数一数直接问答错的题里有几题
+       连问题里的人名或两个数都抄错了 (回答总以人名或题目里的算式开头)。
     """
     import torch
     from checkpoint import load_model
     from data import render_chat
     from evaluate import load_eval_records, score
-    from sample_data import ATTRS, make_people
+    from sample_data import ARITH_RE, ATTRS, make_people
     base, tok, _ = load_model(BASE)
     recall = {}
     with torch.inference_mode():
@@ -198,27 +199,30 @@ def exp_probe(fresh):
 
     sft = train("sft_full", "train_sft.py", fresh=fresh)
     model, tok, _ = load_model(sft["path"])
-    recs = [r for r in load_eval_records("data/sft_eval.jsonl") if r["category"] == "knowledge_unlock"]
     names = [p["name"] for p in make_people()]
-    direct = forced = miscopied = 0
-    for r in recs:
-        history, ref = r["conversations"][:-1], r["conversations"][-1]["content"]
-        ids, _ = render_chat(history, tok, add_generation_prompt=True)
-        prefix = ref[:ref.index(r["answer"])]  # 参考答案里答案之前的部分
-        with torch.inference_mode():
-            a = tok.decode([t for t in model.generate(ids, 32, temperature=0, eos_id=tok.eot_id) if t != tok.eot_id])
-            b = tok.decode([t for t in model.generate(ids + tok.encode(prefix), 16, temperature=0, eos_id=tok.eot_id)
-                            if t != tok.eot_id])
-        direct += score(a, r["answer"])
-        forced += score(prefix + b, r["answer"])
-        # 答错时, 回答是不是连问题里的人名都没抄对 (回答总以人名开头)
-        name = next(n for n in names if n in r["conversations"][-2]["content"])
-        miscopied += not score(a, r["answer"]) and not a.startswith(name)
-    rows = [["直接提问", pct(direct / len(recs))], ["强制给出参考答案的开头", pct(forced / len(recs))],
-            ["直接提问答错, 而且人名就抄错了", pct(miscopied / len(recs))]]
-    md += "\n\n" + table([f"全参数 SFT, knowledge_unlock ({len(recs)} 题)", "答对"], rows)
-    raw = {"base_recall": {f"{g}/{a}": sum(v) / len(v) for (g, a), v in recall.items()},
-           "direct": direct, "forced": forced, "miscopied": miscopied, "n": len(recs)}
+    copied = {  # 回答有没有把问题里的人名 / 两个数原样抄出来 (回答总以它们开头)
+        "knowledge_unlock": lambda question, reply: reply.startswith(next(n for n in names if n in question)),
+        "arithmetic": lambda question, reply: ARITH_RE.findall(reply)[:1] == ARITH_RE.findall(question)[:1]}
+    raw = {"base_recall": {f"{g}/{a}": sum(v) / len(v) for (g, a), v in recall.items()}}
+    for cat, copied_right in copied.items():
+        recs = [r for r in load_eval_records("data/sft_eval.jsonl") if r["category"] == cat]
+        direct = forced = miscopied = 0
+        for r in recs:
+            history, ref = r["conversations"][:-1], r["conversations"][-1]["content"]
+            ids, _ = render_chat(history, tok, add_generation_prompt=True)
+            # 参考答案里答案之前的部分; 去掉末尾的空格: 英文的 " equals" 是一个带前导空格的 token
+            prefix = ref[:ref.index(r["answer"])].rstrip()
+            with torch.inference_mode():
+                a = tok.decode([t for t in model.generate(ids, 32, temperature=0, eos_id=tok.eot_id) if t != tok.eot_id])
+                b = tok.decode([t for t in model.generate(ids + tok.encode(prefix), 16, temperature=0, eos_id=tok.eot_id)
+                                if t != tok.eot_id])
+            direct += score(a, r["answer"])
+            forced += score(prefix + b, r["answer"])
+            miscopied += not score(a, r["answer"]) and not copied_right(history[-1]["content"], a)
+        rows = [["直接提问", pct(direct / len(recs))], ["强制给出参考答案的开头", pct(forced / len(recs))],
+                ["直接提问答错, 而且" + ("人名" if cat == "knowledge_unlock" else "算式") + "就抄错了", pct(miscopied / len(recs))]]
+        md += "\n\n" + table([f"全参数 SFT, {cat} ({len(recs)} 题)", "答对"], rows)
+        raw[cat] = {"direct": direct, "forced": forced, "miscopied": miscopied, "n": len(recs)}
     return md, raw
 
 
