@@ -136,6 +136,8 @@ def normalize_record(rec):
         if not isinstance(content, str):
             raise ValueError(f"{role} 的 content 不是字符串")
         require_utf8(content, f"{role} 的 content")
+        if role == "assistant" and not content.strip():
+            raise ValueError("assistant 的回复是空的 (训练它只会教模型一开口就结束); 补上回答, 或删掉这一轮")
         messages.append({"role": role, "content": content})
     if not messages:
         raise ValueError("空对话")

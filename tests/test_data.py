@@ -160,6 +160,9 @@ BAD = [
     ('{"conversations": [{"role": "user", "content": "hi\\ud83d"}, {"role": "assistant", "content": "x"}]}',
      "user 的 content 里有编不成 UTF-8 的字符"),
     ('{"instruction": "a", "output": "\\udc00b"}', "assistant 的 content 里有编不成 UTF-8"),
+    # 空回复: 训练它只会教模型一开口就输出结束符
+    ('{"conversations": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " \\n"}]}', "assistant 的回复是空的"),
+    ('{"instruction": "a", "output": ""}', "assistant 的回复是空的"),
 ]
 GOOD = '{"conversations": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}'
 
