@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import stat
 import sys
 
 import torch
@@ -156,8 +157,11 @@ def require_utf8(text, what):
 
 
 def read_text(path):
-    """读一个 UTF-8 文本文件。读不了 (不是 UTF-8、是目录、没有权限) 时一行说明, 不抛 traceback。"""
+    """读一个 UTF-8 文本文件。读不了 (不是 UTF-8、是目录或设备、没有权限) 时一行说明, 不抛 traceback。"""
     try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):  # /dev/zero 这种永远读不完
+            raise SystemExit(f"错误: {path} 是设备文件, 不是文本文件。换一个数据文件")
         with open(path, "rb") as f:
             raw = f.read()
         # utf-8-sig: Windows 记事本存的 "UTF-8 (带 BOM)" 文件开头多一个 \ufeff, 读时去掉, 否则第一行的 JSON 解析不了

@@ -1,5 +1,6 @@
 """data.py 的测试: chat 模板、-100 掩码 (本课核心论断)、截断、四种输入格式、坏记录的报错。"""
 import json
+import os
 
 import pytest
 
@@ -215,6 +216,9 @@ def test_unreadable_data_files_are_one_line(tmp_path):
         data.load_conversations(str(tmp_path / "bad.jsonl"))
     with pytest.raises(SystemExit, match="读不了"):
         data.load_conversations(str(tmp_path))  # 目录
+    if os.path.exists("/dev/zero"):  # 设备文件永远读不完: 以前在这里一直读下去
+        with pytest.raises(SystemExit, match="/dev/zero 是设备文件"):
+            data.load_conversations("/dev/zero")
     (tmp_path / "deep.jsonl").write_text("[" * 100000 + "\n", encoding="utf-8")  # 嵌套太深: RecursionError, 按坏记录报告
     assert data.read_records(str(tmp_path / "deep.jsonl"))[0][1].args[0].startswith("无效的 JSON")
 
