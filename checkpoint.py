@@ -58,6 +58,8 @@ def check_output_path(path, flag="--out"):
 
 def load_checkpoint(path, kinds=None, map_location="cpu"):
     """加载并校验; 任何问题都变成一行能照着做的错误信息。kinds: 允许的 kind 列表。"""
+    if os.path.isdir(path):  # 常见的手误: --checkpoint checkpoints
+        raise SystemExit(f"错误: {path} 是目录, 不是 checkpoint 文件。写出文件名, 例如 {os.path.join(path, 'sft_model.pt')}")
     if not os.path.isfile(path):
         raise SystemExit(f"错误: 找不到 checkpoint {path}。先训练出它 (例如 python train_sft.py), 或检查路径")
     try:

@@ -287,6 +287,7 @@ def test_ctrl_c_stops_reply_keeps_partial_in_history(files, capsys):
 
 @pytest.mark.parametrize("case, pattern", [
     ("missing", "找不到 checkpoint"),
+    ("directory", "是目录, 不是 checkpoint 文件"),
     ("truncated", "不是完整的 checkpoint"),
     ("not_ckpt", "不是完整的 checkpoint|不是本课程的 checkpoint"),
     ("wrong_base", "另一个底座"),
@@ -299,6 +300,7 @@ def test_ctrl_c_stops_reply_keeps_partial_in_history(files, capsys):
 def test_bad_input_is_one_line_error(files, monkeypatch, capsys, case, pattern):
     argv = {
         "missing": ["--checkpoint", files["sft"] + ".nope"],
+        "directory": ["--checkpoint", os.path.dirname(files["sft"])],  # 手误: --checkpoint checkpoints
         "truncated": ["--checkpoint", files["truncated"]],
         "not_ckpt": ["--checkpoint", files["not_ckpt"]],
         "wrong_base": ["--checkpoint", files["sft"], "--lora", files["wrong_base"]],
