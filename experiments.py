@@ -201,11 +201,12 @@ def exp_probe(fresh):
     model, tok, _ = load_model(sft["path"])
     names = [p["name"] for p in make_people()]
     copied = {  # 回答有没有把问题里的人名 / 两个数原样抄出来 (回答总以它们开头)
-        "knowledge_unlock": lambda question, reply: reply.startswith(next(n for n in names if n in question)),
-        "arithmetic": lambda question, reply: ARITH_RE.findall(reply)[:1] == ARITH_RE.findall(question)[:1]}
+        "knowledge_unlock": ("人名", lambda question, reply: reply.startswith(next(n for n in names if n in question))),
+        "arithmetic": ("算式", lambda question, reply: ARITH_RE.findall(reply)[:1] == ARITH_RE.findall(question)[:1])}
+    records = load_eval_records("data/sft_eval.jsonl")
     raw = {"base_recall": {f"{g}/{a}": sum(v) / len(v) for (g, a), v in recall.items()}}
-    for cat, copied_right in copied.items():
-        recs = [r for r in load_eval_records("data/sft_eval.jsonl") if r["category"] == cat]
+    for cat, (what, copied_right) in copied.items():
+        recs = [r for r in records if r["category"] == cat]
         direct = forced = miscopied = 0
         for r in recs:
             history, ref = r["conversations"][:-1], r["conversations"][-1]["content"]
@@ -220,7 +221,7 @@ def exp_probe(fresh):
             forced += score(prefix + b, r["answer"])
             miscopied += not score(a, r["answer"]) and not copied_right(history[-1]["content"], a)
         rows = [["直接提问", pct(direct / len(recs))], ["强制给出参考答案的开头", pct(forced / len(recs))],
-                ["直接提问答错, 而且" + ("人名" if cat == "knowledge_unlock" else "算式") + "就抄错了", pct(miscopied / len(recs))]]
+                [f"直接提问答错, 而且{what}就抄错了", pct(miscopied / len(recs))]]
         md += "\n\n" + table([f"全参数 SFT, {cat} ({len(recs)} 题)", "答对"], rows)
         raw[cat] = {"direct": direct, "forced": forced, "miscopied": miscopied, "n": len(recs)}
     return md, raw
