@@ -38,12 +38,12 @@ import sys
 import tempfile
 import time
 
+from cli import run_main  # 先于 torch 导入: 见 cli.py
 import torch
 import torch.nn as nn
 
 import data
 from checkpoint import check_output_path
-from cli import run_main
 from lora import apply_lora
 from model import GPT, get_config, pick_device
 from trainer import autocast_for, below_minimum, make_optimizer, n_targets, peak_memory_mb

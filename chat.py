@@ -37,11 +37,11 @@ import re
 import sys
 import time
 
+from cli import run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
 import data
 from checkpoint import load_checkpoint, load_model
-from cli import run_main
 from lora import LoRALinear, base_fingerprint, load_lora_state_dict, lora_state_dict
 from model import pick_device
 

@@ -1,10 +1,25 @@
 """cli.py — 各脚本共用的命令行入口 run_main: 用户按 Ctrl-C、或输出接到提前关闭的管道上时, 不打印 traceback。
 
 单独成一个文件、只用标准库 (os, sys): tokenizer.py 为了命令行启动快, 故意不导入 torch, 也要用它。
+各脚本在 import torch 之前先导入本模块: 导入 torch 要一两秒, 这时按 Ctrl-C 还没进 run_main, 由下面的 sys.excepthook 接住。
 训练循环里的 Ctrl-C 不在这里: 那由 trainer.CtrlC 接管 (做完当前一步、存好续训状态再退出)。
 """
 import os
 import sys
+
+INTERRUPTED = "\n已中断 (Ctrl-C)"
+
+
+def _quiet_ctrl_c(kind, value, tb):
+    """没被接住的 KeyboardInterrupt (例如按在 import torch 的那一两秒里) 只打印一行; Python 随后照常按 SIGINT 退出
+    (shell 里的退出码 130)。其他异常照旧打印 traceback: 那是程序的 bug, 要看得见。"""
+    if issubclass(kind, KeyboardInterrupt):
+        print(INTERRUPTED, file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, value, tb)
+
+
+sys.excepthook = _quiet_ctrl_c
 
 
 def run_main(main):
@@ -13,7 +28,7 @@ def run_main(main):
     try:
         main()
     except KeyboardInterrupt:
-        print("\n已中断 (Ctrl-C)", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         raise SystemExit(130)
     except BrokenPipeError:
         # 退出时 Python 还会 flush 一次 stdout, 再报一次同样的错: 先把 stdout 换成 /dev/null

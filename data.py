@@ -27,9 +27,9 @@ import random
 import stat
 import sys
 
+from cli import run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
-from cli import run_main
 
 IGNORE_INDEX = -100  # PyTorch cross_entropy 默认忽略的 label 值
 ROLES = ("system", "user", "assistant")

@@ -34,12 +34,12 @@ import unicodedata
 from collections import Counter
 from itertools import zip_longest
 
+from cli import run_main  # 先于 torch 导入: 见 cli.py
 import torch
 from tqdm import tqdm
 
 import data
 from checkpoint import check_output_path, load_model
-from cli import run_main
 from model import pick_device
 from trainer import mean_loss
 

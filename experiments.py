@@ -23,8 +23,8 @@ import os
 import subprocess
 import sys
 
+from cli import run_main  # 先于 torch 导入: 见 cli.py
 from checkpoint import load_checkpoint
-from cli import run_main
 
 RUNS = "runs"
 BASE = "checkpoints/base_model.pt"

@@ -21,11 +21,11 @@ import argparse
 import math
 from dataclasses import dataclass, replace
 
+from cli import run_main  # 先于 torch 导入: 见 cli.py
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cli import run_main
 
 IGNORE_INDEX = -100  # 与 data.py 一致: label 为 -100 的位置不计 loss
 

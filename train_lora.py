@@ -14,11 +14,11 @@
 import argparse
 import os
 
+from cli import run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
 import data
 from checkpoint import check_output_path, save_adapter, save_model
-from cli import run_main
 from lora import apply_lora, base_fingerprint, count_parameters, lora_param_arithmetic, merged_state_dict
 from train_sft import add_sft_args, load_sft_data, load_start
 from trainer import add_train_args, check_train_args, finish_run, is_main_process, side_path, train

@@ -16,11 +16,11 @@
 import argparse
 import os
 
+from cli import run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
 import data
 from checkpoint import build_model, load_checkpoint, save_model
-from cli import run_main
 from model import GPT, get_config
 from trainer import add_train_args, check_train_args, finish_run, is_main_process, train
 

@@ -203,6 +203,24 @@ def test_ctrl_c_outside_training_is_one_line(capsys):
     assert e.value.code == 130 and capsys.readouterr().err.strip() == "已中断 (Ctrl-C)"
 
 
+ENTRY_SCRIPTS = ["bench.py", "chat.py", "data.py", "evaluate.py", "experiments.py", "model.py", "pretrain.py",
+                 "train_lora.py", "train_sft.py"]
+
+
+def test_ctrl_c_while_importing_torch_is_one_line():
+    """import torch 要一两秒, 这时按 Ctrl-C 还没进 run_main: cli 装的 sys.excepthook 只打印一行, 进程照常按 SIGINT 退出。
+    所以每个脚本都要在 torch (以及会导入 torch 的本地模块) 之前导入 cli。"""
+    proc = subprocess.run([sys.executable, "-c", "import cli; raise KeyboardInterrupt"], capture_output=True, text=True)
+    assert proc.stderr.strip() == "已中断 (Ctrl-C)" and proc.returncode in (-signal.SIGINT, 130)
+    proc = subprocess.run([sys.executable, "-c", "import cli; raise ValueError('bug')"], capture_output=True, text=True)
+    assert "Traceback" in proc.stderr and proc.returncode == 1  # 其他异常照旧: 程序的 bug 要看得见
+    for script in ENTRY_SCRIPTS:
+        with open(script, encoding="utf-8") as f:
+            lines = [line for line in f if line.startswith(("import ", "from "))]
+        first_heavy = next(i for i, line in enumerate(lines) if line.split()[1].split(".")[0] not in sys.stdlib_module_names)
+        assert lines[first_heavy].startswith("from cli import"), script
+
+
 @pytest.mark.parametrize("cmd", [["data.py", "--show"], ["data.py", "--check", "data/sft_train.jsonl"],
                                  ["tokenizer.py", "--encode", "你好"], ["model.py"],
                                  ["bench.py", "--quick", "--device", "cpu", "--threads", "1"], ["experiments.py", "lora"]])
