@@ -19,7 +19,8 @@ MFU 的分子按 "实际做了的矩阵乘" 计 (每个 token, 前向 + 反向):
 
 共享的机器很吵: 绝对数字会差好几倍, 所以我们与 HF 在各自的常驻子进程里 A B A B 交替计时, 看的是同一次运行里的比值。
 
-不做什么: 不测多卡、不测 torch.compile (trainer 有 --compile, 本机 CPU 上编译几十秒而几乎不提速)、不测量化。
+--compile 时另外量一遍 torch.compile 之后的训练 (只编译我们的实现, 与训练脚本的 --compile 相同), 连同含编译的预热用时。
+不做什么: 不测多卡、不测量化, 生成不编译。
 优化器: 我们用 trainer.make_optimizer (AdamW, 两组 weight decay, CUDA 上 fused); HF 一侧用 torch 默认的 AdamW。
 
 运行:
@@ -160,10 +161,15 @@ class TrainRun:
         # 优化器: 我们用训练器里的那个; HF 一侧用 torch 默认的 AdamW (HF Trainer 默认也是 torch 的 AdamW)
         self.opt = (make_optimizer(self.model, 3e-4, 0.1, device) if s["impl"] == "ours"
                     else torch.optim.AdamW(self.params))
+        if s.get("compile"):  # 编译后的模块与原模型共享参数; 第一步前向、反向时才真正编译 (算在预热里)
+            self.model = torch.compile(self.model)
         self.autocast, _ = autocast_for(device)  # CUDA 上两边都用同样的 bf16 autocast
         self.input_ids, self.labels = make_batch(self.cfg, s["batch_size"], s["seq_len"], device)
-        for _ in range(s["warmup"]):  # 预热: 第一步才分配优化器状态, 前几步还有各种缓存要建
+        t0 = time.perf_counter()
+        for _ in range(s["warmup"]):  # 预热: 第一步才分配优化器状态, 前几步还有各种缓存要建 (--compile 时还要编译)
             self.step()
+        sync(device)
+        self.warmup_s = time.perf_counter() - t0
 
     def step(self):  # 与 trainer.train 的一步相同: 前向、反向、梯度裁剪、更新、清梯度
         with self.autocast():
@@ -191,7 +197,7 @@ class TrainRun:
                 "base_mem_mb": self.base_mem,
                 "flops_per_token": train_flops_per_token(self.model, self.cfg, self.s["seq_len"], head_fraction),
                 "params": sum(p.numel() for p in self.model.parameters()),
-                "trainable": sum(p.numel() for p in self.params), "logits_diff": self.diff}
+                "trainable": sum(p.numel() for p in self.params), "logits_diff": self.diff, "warmup_s": self.warmup_s}
 
 
 class GenerateRun:
@@ -335,6 +341,7 @@ def main():
     p.add_argument("--lora_dropout", type=float, default=0.05, help="LoRA 旁路输入上的 dropout")
     # 其他
     p.add_argument("--data_dir", default=data.DATA_DIR, help="示例数据目录 (sft_train.jsonl 与 tokenizer.json)")
+    p.add_argument("--compile", action="store_true", help="另外量一遍 torch.compile 之后的训练速度 (只编译我们的实现; 报告含编译的预热用时)")
     p.add_argument("--compare_hf", action="store_true", help="同时测 transformers + PEFT 并打印比值 (需要 pip install -r requirements-bench.txt)")
     p.add_argument("--json", help="把结果写成 JSON 文件")
     p.add_argument("--quick", action="store_true", help="极小形状、只计时一次、不开子进程: 只检查脚本能跑通, 数字没有意义")
@@ -390,14 +397,16 @@ def main():
         return Worker(kind, s) if not args.quick else (TrainRun if kind == "train" else GenerateRun)(s)
 
     impls = ["ours", "hf"] if args.compare_hf else ["ours"]
-    train, hf_train = {}, {}
+    train, hf_train, compiled = {}, {}, {}
     for mode in TARGETS:
         spec = dict(base, mode=mode, preset=args.preset, batch_size=args.batch_size, seq_len=args.seq_len)
         runs = {impl: start("train", dict(spec, impl=impl)) for impl in impls}
-        times, infos = measure(runs, [(impl, None) for impl in impls], args.repeats, probe)
-        for impl, out in (("ours", train), ("hf", hf_train)):
-            if impl in runs:
-                out[mode] = dict(infos[impl], tokens_per_s=infos[impl]["tokens_per_run"] / times[impl, None])
+        if args.compile:  # 同一份权重和 batch, 只多一步 torch.compile; 和另外几个交替计时
+            runs["compiled"] = start("train", dict(spec, impl="ours", compile=True))
+        times, infos = measure(runs, [(name, None) for name in runs], args.repeats, probe)
+        for name, out in (("ours", train), ("hf", hf_train), ("compiled", compiled)):
+            if name in runs:
+                out[mode] = dict(infos[name], tokens_per_s=infos[name]["tokens_per_run"] / times[name, None])
     big = {}
     for mode in ("full", "lora_qv"):  # 只看内存: 预热 1 步 (分配优化器状态) + 计时 1 步
         spec = dict(base, mode=mode, impl="ours", preset=args.big_preset, batch_size=args.big_batch_size,
@@ -413,7 +422,7 @@ def main():
     # 256 = train_sft.py 的 --max_length 默认值
     pad, tok_mb_s, data_note = data_figures(args.data_dir, args.batch_size, min(256, cfg.max_seq_len), args.repeats)
 
-    res = dict(peak=max(peaks), peaks=peaks, mm_size=mm_size, train=train, hf_train=hf_train, big=big, gen=gen,
+    res = dict(peak=max(peaks), peaks=peaks, mm_size=mm_size, train=train, hf_train=hf_train, compiled=compiled, big=big, gen=gen,
                hf_gen=hf_gen, pad=pad, tok_mb_s=tok_mb_s, data_note=data_note, device=device)
     report(args, res)
     if args.json:
@@ -440,6 +449,10 @@ def report(args, res):
             h = hf_train[mode]
             line += f"  |  {h['tokens_per_s']:11,.0f} {mfu(h, peak):7.1%} {ratio(r['tokens_per_s'], h['tokens_per_s']):>9}"
         print(line)
+    for mode, c in res["compiled"].items():
+        r = train[mode]
+        print(f"  torch.compile {mode:10s} {c['tokens_per_s']:7,.0f} tok/s, MFU {mfu(c, peak):.1%} (编译前的 "
+              f"{ratio(c['tokens_per_s'], r['tokens_per_s'])}); 预热 {args.warmup} 步 {c['warmup_s']:.1f} s, 不编译时 {r['warmup_s']:.1f} s")
     fb, qb = res["big"]["full"], res["big"]["lora_qv"]
     print(f"\n{args.big_preset} 预设 ({fb['params'] / 1e6:.1f}M 参数, batch {args.big_batch_size} x {args.seq_len}) 峰值内存: "
           f"全参 {fb['peak_mem_mb']:,.0f} MB, LoRA q,v {qb['peak_mem_mb']:,.0f} MB "
@@ -474,6 +487,9 @@ def summary(res, compare_hf):
            "train_100m": {m: {"peak_mem_mb": r["peak_mem_mb"]} for m, r in res["big"].items()},
            "generate": {k: res["gen"][k] for k in ("cache_tokens_per_s", "nocache_tokens_per_s")},
            "padding_fraction": res["pad"], "tokenizer_mb_per_s": res["tok_mb_s"], "matmul_gflops": res["peak"]}
+    if res["compiled"]:
+        out["compiled"] = {m: {"tokens_per_s": r["tokens_per_s"], "mfu": mfu(r, res["peak"]), "warmup_s": r["warmup_s"]}
+                           for m, r in res["compiled"].items()}
     if compare_hf:
         out["hf"] = {"train": {m: {"tokens_per_s": r["tokens_per_s"]} for m, r in res["hf_train"].items()},
                      "generate": {"cache_tokens_per_s": res["hf_gen"]["cache_tokens_per_s"]}}

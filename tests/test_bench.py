@@ -91,3 +91,24 @@ def test_bad_json_path_is_one_line_before_measuring(tmp_path, where):
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr and r.stdout == ""
     assert r.stderr.startswith("错误: --json ") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_compile_flag_reports_compiled_training(data_dir, tmp_path, monkeypatch, capsys):
+    """--compile 多量一遍编译后的训练 (三种配置各一个), 打印在表里, 也写进 JSON。真编译要几十秒: 这里把 torch.compile
+    换成原样返回, 只测这条管线 (--quick 不开子进程, 所以 monkeypatch 管用)。"""
+    import torch
+    import bench
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or model)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # 别把整个 pytest 进程改成 1 个线程
+    out = tmp_path / "bench.json"
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--quick", "--compile", "--device", "cpu", "--data_dir", str(data_dir),
+                                      "--json", str(out)])
+    bench.main()
+    assert len(compiled) == 3
+    printed = capsys.readouterr().out
+    assert all(f"torch.compile {mode}" in printed for mode in ("full", "lora_qv", "lora_all"))
+    res = json.loads(out.read_text())
+    assert set(res["compiled"]) == {"full", "lora_qv", "lora_all"}
+    for r in res["compiled"].values():
+        assert set(r) == {"tokens_per_s", "mfu", "warmup_s"} and r["tokens_per_s"] > 0 and r["warmup_s"] > 0
