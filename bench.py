@@ -422,8 +422,8 @@ def main():
     # 256 = train_sft.py 的 --max_length 默认值
     pad, tok_mb_s, data_note = data_figures(args.data_dir, args.batch_size, min(256, cfg.max_seq_len), args.repeats)
 
-    res = dict(peak=max(peaks), peaks=peaks, mm_size=mm_size, train=train, hf_train=hf_train, compiled=compiled, big=big, gen=gen,
-               hf_gen=hf_gen, pad=pad, tok_mb_s=tok_mb_s, data_note=data_note, device=device)
+    res = dict(peak=max(peaks), peaks=peaks, mm_size=mm_size, train=train, hf_train=hf_train, compiled=compiled,
+               big=big, gen=gen, hf_gen=hf_gen, pad=pad, tok_mb_s=tok_mb_s, data_note=data_note, device=device)
     report(args, res)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
