@@ -30,7 +30,6 @@ import sys
 from cli import run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
-
 IGNORE_INDEX = -100  # PyTorch cross_entropy 默认忽略的 label 值
 ROLES = ("system", "user", "assistant")
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}

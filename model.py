@@ -26,7 +26,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
 IGNORE_INDEX = -100  # 与 data.py 一致: label 为 -100 的位置不计 loss
 
 
