@@ -9,7 +9,7 @@
     python experiments.py lr         # 学习率与遗忘: 全参数 vs LoRA 在几个学习率下的 knowledge_unlock 与预训练困惑度
     python experiments.py ablation   # SFT 从零开始 (--init scratch) 与不做掩码 (--no_mask)
     python experiments.py adapters   # 同一个底座上的两个适配器 (普通 / 猫咪口吻), 在 chat.py 里切换
-    python experiments.py probe      # knowledge_unlock 失败在哪: 直接问 vs 强制给出答案开头
+    python experiments.py probe      # knowledge_unlock 和算术失败在哪: 直接问 vs 强制给出答案开头
     python experiments.py arithmetic # 只练算术要多少训练才学得会 (2 核 CPU 上约 10 分钟)
     python experiments.py drills     # 在预训练文本里加几千道算式, 底座能学会算术吗
     python experiments.py topic      # 训练数据里没有 "先聊别的再问正事" 的对话时, 模型会怎样
