@@ -13,6 +13,8 @@
     python experiments.py arithmetic # 只练算术要多少训练才学得会 (2 核 CPU 上约 10 分钟)
     python experiments.py drills     # 在预训练文本里加几千道算式, 底座能学会算术吗
     python experiments.py topic      # 训练数据里没有 "先聊别的再问正事" 的对话时, 模型会怎样
+    python experiments.py tokenizer  # 一个 token 最多几个汉字: 分词器怎样决定底座的知识能不能被问出来
+    python experiments.py unseen     # SFT 用到、预训练没见过的 token: 为什么 LoRA 学不会它们
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -171,6 +173,23 @@ def exp_adapters(fresh):
     return table(["当前适配器", "问题", "回答"], rows), {"stdout": r.stdout}
 
 
+def base_recall(path):
+    """底座记住了多少: 对 200 个人的每个属性, 把回答句式的开头 (如 "姚伟芳最喜欢的颜色是") 喂给底座, 贪心接出的
+    是不是正确的属性值。返回 {(组, 属性): [对/错, ...]}, 组分 SFT 见过的人和只在预训练里的人 (knowledge_unlock)。"""
+    import torch
+    from checkpoint import load_model
+    from sample_data import ATTRS, make_people
+    base, tok, _ = load_model(path)
+    recall = {}
+    with torch.inference_mode():
+        for p in make_people():
+            for attr, spec in ATTRS.items():
+                prefix = spec["answer"].split("{v}")[0].format(n=p["name"])
+                out = tok.decode(list(base.generate([tok.eot_id] + tok.encode(prefix), 6, temperature=0, eos_id=tok.eot_id)))
+                recall.setdefault(("SFT 见过的人" if p["seen"] else "只在预训练里的人", attr), []).append(out.startswith(p[attr]))
+    return recall
+
+
 def exp_probe(fresh):
     """知识在哪里、卡在哪一步。
 
@@ -185,14 +204,7 @@ def exp_probe(fresh):
     from data import render_chat
     from evaluate import load_eval_records, score
     from sample_data import ARITH_RE, ATTRS, make_people
-    base, tok, _ = load_model(BASE)
-    recall = {}
-    with torch.inference_mode():
-        for p in make_people():
-            for attr, spec in ATTRS.items():
-                prefix = spec["answer"].split("{v}")[0].format(n=p["name"])
-                out = tok.decode(list(base.generate([tok.eot_id] + tok.encode(prefix), 6, temperature=0, eos_id=tok.eot_id)))
-                recall.setdefault(("SFT 见过的人" if p["seen"] else "只在预训练里的人", attr), []).append(out.startswith(p[attr]))
+    recall = base_recall(BASE)
     groups = list(dict.fromkeys(g for g, _ in recall))
     rows = [[g] + [pct(sum(recall[g, a]) / len(recall[g, a])) for a in ATTRS] for g in groups]
     md = table(["底座接对属性值 (每组 100 人)"] + list(ATTRS), rows)
@@ -369,8 +381,98 @@ def exp_drills(fresh, n_paragraphs=600):
     return md, raw
 
 
+def exp_tokenizer(fresh):
+    """分词器决定预训练存下的知识能不能被 "问出来" (README 第 3 节)。同一份预训练文本、同样大小的词表,
+    只改一个 token 最多含几个汉字: 不设上限 / 2 / 1 (课程默认)。前两种各训练一个分词器 (runs/tokenizer_cjk*.json)
+    和一个底座 (默认设置), 看底座能不能接出四种属性 (同 probe 的第一张表)。要预训练两次, 2 核 CPU 上约 10 分钟。"""
+    from data import TOKENIZER_PATH, load_tokenizer
+    from pretrain import PretrainDataset
+    from sample_data import ATTRS, make_people
+    from tokenizer import Tokenizer
+    with open("data/pretrain.txt", encoding="utf-8") as f:
+        text = f.read()
+    lesson = load_tokenizer()
+    person = make_people()[0]
+    sample = ATTRS["color"]["answer"].format(n=person["name"], v=person["color"])  # 一句回答, 看它被切成什么
+    rows, raw = [], {}
+    for cap in (None, 2, 1):
+        if cap == 1:  # 课程默认: data/ 里的分词器和 checkpoints/ 里的底座
+            tok_path, base = TOKENIZER_PATH, BASE
+        else:
+            tok_path = os.path.join(RUNS, f"tokenizer_cjk{cap or 'all'}.json")
+            if fresh or not os.path.exists(tok_path):
+                Tokenizer.train(text, lesson.vocab_size, max_cjk=cap).save(tok_path)
+            base = train(f"base_cjk{cap or 'all'}", "pretrain.py", "--tokenizer", tok_path, fresh=fresh)["path"]
+        tok = load_tokenizer(tok_path)
+        recall = base_recall(base)
+        per_attr = {a: sum(sum(v) for (g, b), v in recall.items() if b == a) / sum(len(v) for (g, b), v in recall.items() if b == a)
+                    for a in ATTRS}
+        n_tok = PretrainDataset("data/pretrain.txt", tok, 256).n_tokens
+        pieces = " / ".join(tok.decode([i]) for i in tok.encode(sample))
+        label = {None: "不设上限", 2: "2", 1: "1 (课程默认)"}[cap]
+        rows.append([label, f"{n_tok:,}", pieces] + [pct(per_attr[a]) for a in ATTRS])
+        raw[label] = {"tokenizer": tok_path, "base": base, "pretrain_tokens": n_tok, "pieces": pieces, "recall": per_attr}
+    md = table(["一个 token 最多几个汉字", "预训练每个 epoch 的 token", "一句回答的切法"]
+               + [f"底座接对 {a} (200 人)" for a in ATTRS], rows)
+    return md, raw
+
+
+def is_talk(line):
+    """预训练里的 "日常用语" 段落 (sample_data.TALK / TALK_EN 的句子, 或 "我家的猫叫阿星" 这种宠物名字)。"""
+    from sample_data import PERSONA_NAMES, TALK, TALK_EN
+    return any(t in line for t in TALK + TALK_EN) or ("家的" in line and any(m in line for m in PERSONA_NAMES))
+
+
+def exp_unseen(fresh):
+    """SFT 用到、预训练却从没见过的 token 会怎样 (README 7.1)。把 data/pretrain.txt 里的 "日常用语" 段落删掉 (问句、
+    "小智"、"星火实验室"、"喵" 这些字大多只在那里出现), 分词器不变, 用默认设置重新预训练, 再做默认的全参数 SFT 和
+    LoRA。看三处: SFT 数据里有多少种 token 变成了没见过的; 新底座里这些 token 的 embedding 是不是挤成了一团
+    (两两余弦相似度); SFT 之后各类别的准确率, 尤其是 LoRA (embedding 冻结, 没法现学)。"""
+    import torch
+    from checkpoint import load_model
+    from data import TRAIN_PATH, load_conversations, load_tokenizer
+    tok = load_tokenizer()
+    with open("data/pretrain.txt", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    kept = [line for line in lines if not is_talk(line)]
+    path = os.path.join(RUNS, "pretrain_no_talk.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(kept) + "\n")
+    seen = {i for line in kept for i in tok.encode(line)}
+    sft_ids = [i for conv in load_conversations(TRAIN_PATH, quiet=True) for m in conv for i in tok.encode(m["content"])]
+    unseen = sorted(set(sft_ids) - seen)  # SFT 里有、删减后的预训练文本里没有的 token
+    base_nt = train("base_no_talk", "pretrain.py", "--data_path", path, fresh=fresh)
+    runs = {"课程默认": (BASE, train("sft_full", "train_sft.py", fresh=fresh), train("lora_qv_r8", "train_lora.py", fresh=fresh)),
+            "删掉日常用语": (base_nt["path"],
+                        train("sft_no_talk", "train_sft.py", "--init", base_nt["path"], fresh=fresh),
+                        train("lora_no_talk", "train_lora.py", "--init", base_nt["path"], fresh=fresh))}
+    ev = evaluate([m["path"] for _, sft, lora in runs.values() for m in (sft, lora)], "unseen")
+
+    def crowding(base):
+        """这些 token 的 embedding 两两之间的平均余弦相似度 (对角线除外): 越接近 1, 模型越分不清它们。"""
+        model, _, _ = load_model(base)
+        e = torch.nn.functional.normalize(model.embed_tokens.weight[unseen].detach(), dim=-1)  # (U, C)
+        sim = e @ e.T  # (U, U)
+        return ((sim.sum() - sim.diagonal().sum()) / (len(unseen) * (len(unseen) - 1))).item()
+
+    cats = ["identity", "system_prompt", "text_task"]
+    rows, raw = [], {"unseen_tokens": [tok.decode([i]) for i in unseen], "pretrain_lines": [len(lines), len(kept)]}
+    for label, (base, sft, lora) in runs.items():
+        cos = crowding(base)
+        for method, m in (("全参数 SFT", sft), ("LoRA r=8 q,v", lora)):
+            e = ev[m["path"]]
+            rows.append([label, method, f"{cos:.2f}"] + [pct(e["categories"][c]) for c in cats] + [pct(e["overall"])])
+        raw[label] = {"base": base, "embedding_cosine": cos, "eval": {m["path"]: ev[m["path"]] for m in (sft, lora)}}
+    n_occ = sum(i in set(unseen) for i in sft_ids)
+    md = (f"删掉 {len(lines) - len(kept)} / {len(lines)} 段日常用语后, SFT 数据里有 {len(unseen)} 种 token 预训练没见过 "
+          f"(占 SFT 文字 token 的 {pct(n_occ / len(sft_ids))}): {' '.join(raw['unseen_tokens'][:40])}\n\n")
+    md += table(["预训练文本", "微调", "这些 token 的 embedding 两两余弦 (底座)"] + cats + ["总体"], rows)
+    return md, raw
+
+
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
-               "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills, "topic": exp_topic}
+               "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills, "topic": exp_topic,
+               "tokenizer": exp_tokenizer, "unseen": exp_unseen}
 
 
 def main():

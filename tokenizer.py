@@ -75,10 +75,11 @@ class Tokenizer:
         return len(self._vocab)
 
     @classmethod
-    def train(cls, text, vocab_size, pattern=SPLIT_PATTERN):
+    def train(cls, text, vocab_size, pattern=SPLIT_PATTERN, max_cjk=MAX_CJK_PER_TOKEN):
         """在 text 上学 vocab_size - 256 - 5 条合并。每步合并出现次数最多的相邻对,
         次数相同时取 (a, b) 最小的那对, 所以同样的输入永远得到同样的结果。
-        文本太少、已经没有可合并的相邻对时提前停止 (此时 vocab_size 会小于要求值)。"""
+        文本太少、已经没有可合并的相邻对时提前停止 (此时 vocab_size 会小于要求值)。
+        max_cjk: 一个 token 最多几个汉字, None 表示不设上限 (只给 experiments.py tokenizer 做对比用)。"""
         n_merges = vocab_size - 256 - len(SPECIAL_TOKENS)
         if n_merges < 0:
             raise SystemExit(f"错误: vocab_size={vocab_size} 太小。至少要 {256 + len(SPECIAL_TOKENS)} (256 个字节 + 特殊 token)")
@@ -90,11 +91,13 @@ class Tokenizer:
         whole = [i < 128 for i in range(256)]  # 这个 token 是不是若干个完整字符
         n_cjk = [0] * 256                       # 这个 token 里有几个汉字
         # 只允许两种合并: 同一个字符内部的字节 (右边以 UTF-8 续字节开头), 或两段完整字符, 而且合并后最多
-        # MAX_CJK_PER_TOKEN 个汉字。于是不会学出 "半个汉字 + 另一个字" 这种浪费词表的 token, 编码也能先按字符合并
+        # max_cjk 个汉字。于是不会学出 "半个汉字 + 另一个字" 这种浪费词表的 token, 编码也能先按字符合并
         # (见 _encode_chunk); 也不会把 "最喜欢的颜色是黑色" 这种 "句式 + 事实" 合成一个 token (见 MAX_CJK_PER_TOKEN)
         def ok(pair):
             a, b = pair
-            return vocab[b][0] & 0xC0 == 0x80 or (whole[a] and whole[b] and n_cjk[a] + n_cjk[b] <= MAX_CJK_PER_TOKEN)
+            if vocab[b][0] & 0xC0 == 0x80:
+                return True
+            return whole[a] and whole[b] and (max_cjk is None or n_cjk[a] + n_cjk[b] <= max_cjk)
         counts = defaultdict(int)  # 相邻对 -> 加权出现次数
         where = defaultdict(set)   # 相邻对 -> 含有它的块下标; 合并时只碰这些块
         for w, word in enumerate(words):

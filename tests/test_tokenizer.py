@@ -87,6 +87,23 @@ def test_tokens_hold_at_most_max_cjk_chars(tok):
     assert pieces == list("小明最喜欢的颜色是黑色。")
 
 
+
+@pytest.mark.parametrize("max_cjk", [None, 2])
+def test_train_max_cjk_for_the_comparison(max_cjk):
+    """experiments.py tokenizer 用的对照: 放宽上限后句式和事实会粘在一起, 编码仍然无损, 快速路径仍等于逐字节 BPE。"""
+    text = "小明最喜欢的颜色是黑色。小红最喜欢的颜色是白色。" * 50
+    t = Tokenizer.train(text, 400, max_cjk=max_cjk)
+    sizes = [sum("\u4e00" <= c <= "\u9fff" for c in t.decode([i])) for i in range(t.vocab_size - len(SPECIAL_TOKENS))]
+    if max_cjk is None:
+        assert max(sizes) > 2
+        assert len(t.encode("小明最喜欢的颜色是黑色")) == 1  # 事实 "黑色" 锁在整句的 token 里
+    else:
+        assert max(sizes) == 2
+    for s in [text[:40], "最喜欢的颜色是蓝色", CORPUS[:200]]:
+        assert t.decode(t.encode(s)) == s
+        for chunk in t._regex.findall(s):
+            assert t._encode_chunk(chunk) == t._bpe(list(chunk.encode("utf-8")))
+
 def test_fast_path_equals_plain_byte_bpe(tok):
     # encode 先按字符合并再做字符之间的合并; 结果必须和直接在字节上跑 BPE 一样
     rng = random.Random(1)
