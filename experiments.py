@@ -464,8 +464,9 @@ def exp_unseen(fresh):
             rows.append([label, method, f"{cos:.2f}"] + [pct(e["categories"][c]) for c in cats] + [pct(e["overall"])])
         raw[label] = {"base": base, "embedding_cosine": cos, "eval": {m["path"]: ev[m["path"]] for m in (sft, lora)}}
     n_occ = sum(i in set(unseen) for i in sft_ids)
+    whole = [repr(t) for t in raw["unseen_tokens"] if "\ufffd" not in t]  # 不列半个汉字的字节 token
     md = (f"删掉 {len(lines) - len(kept)} / {len(lines)} 段日常用语后, SFT 数据里有 {len(unseen)} 种 token 预训练没见过 "
-          f"(占 SFT 文字 token 的 {pct(n_occ / len(sft_ids))}): {' '.join(raw['unseen_tokens'][:40])}\n\n")
+          f"(占 SFT 文字 token 的 {pct(n_occ / len(sft_ids))}), 例如 {' '.join(whole[:40])}\n\n")
     md += table(["预训练文本", "微调", "这些 token 的 embedding 两两余弦 (底座)"] + cats + ["总体"], rows)
     return md, raw
 
