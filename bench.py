@@ -27,6 +27,7 @@ MFU 的分子按 "实际做了的矩阵乘" 计 (每个 token, 前向 + 反向):
     python bench.py                              # 默认形状, CPU 上约 2 分钟
     pip install -r requirements-bench.txt && python bench.py --compare_hf --json bench.json
     python bench.py --device cuda --preset gpu --json bench_gpu.json
+    python bench.py --profile                    # 时间花在哪: 矩阵乘 / 注意力 / 优化器 / 其余各占几成
     python bench.py --quick                      # 极小形状的冒烟测试 (tests/test_bench.py 用它)
 """
 import argparse
@@ -291,6 +292,44 @@ def measure(runs, schedule, repeats, probe=None):
     return {key: statistics.median(v) for key, v in times.items()}, {name: r.info() for name, r in runs.items()}
 
 
+def op_category(event):
+    """torch.profiler 的一个算子事件 -> 它属于哪一类。优化器 step 里的算子 (逐元素的 mul_、addcdiv_……) 都归优化器。"""
+    p = event
+    while p is not None:
+        if p.name.startswith("Optimizer.step"):
+            return "优化器 (AdamW)"
+        p = p.cpu_parent
+    if event.name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"):
+        return "矩阵乘 (mm)"
+    if "scaled_dot_product" in event.name or "flash_attention" in event.name:
+        return "注意力 (SDPA)"
+    return "其余 (逐元素运算、拷贝、调度)"
+
+
+def profile_shares(fn):
+    """在 torch.profiler 下跑一次 fn(), 返回 {类别: 占全部算子自身 CPU 时间的比例}, 从大到小。"""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    total = {}
+    for e in prof.events():  # 自身时间 (不含它调用的子算子): 加起来就是总时间, 不会重复计
+        total[op_category(e)] = total.get(op_category(e), 0) + e.self_cpu_time_total
+    n = sum(total.values()) or 1
+    return {k: v / n for k, v in sorted(total.items(), key=lambda kv: -kv[1])}
+
+
+def profile_breakdown(spec, gen_tokens, prompt_len):
+    """--profile: 剖析我们的一个全参训练步和一次带 KV cache 的生成, 时间按算子归类。
+    看的是 "时间花在哪", 不是速度 (剖析本身会拖慢每个小算子)。"""
+    train = TrainRun(dict(spec, mode="full", impl="ours"))
+    gen = GenerateRun(dict(spec, impl="ours", gen_tokens=gen_tokens, prompt_len=prompt_len))
+    weights_mb = sum(p.numel() * p.element_size() for p in gen.model.parameters()) / 1e6
+    for title, fn in ((f"全参训练 {spec['steps']} 步", train.run),
+                      (f"生成 {gen_tokens} 个 token (KV cache)", lambda: gen.generate(True, gen_tokens))):
+        print(f"{title}: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in profile_shares(fn).items()))
+    print(f"权重 {weights_mb:.1f} MB ({next(gen.model.parameters()).dtype}): batch 1 生成时每个 token 都要把它们读一遍")
+
+
 def data_figures(data_dir, batch_size, max_length, repeats):
     """示例数据按训练器方式组 batch 后的 padding 比例, 以及分词器编码速度。数据不在时临时生成 (不写进 data_dir)。"""
     from tokenizer import Tokenizer
@@ -342,6 +381,7 @@ def main():
     # 其他
     p.add_argument("--data_dir", default=data.DATA_DIR, help="示例数据目录 (sft_train.jsonl 与 tokenizer.json)")
     p.add_argument("--compile", action="store_true", help="另外量一遍 torch.compile 之后的训练速度 (只编译我们的实现; 报告含编译的预热用时)")
+    p.add_argument("--profile", action="store_true", help="只剖析: 我们的训练步和生成的时间按算子归类 (矩阵乘/注意力/...), 不计时")
     p.add_argument("--compare_hf", action="store_true", help="同时测 transformers + PEFT 并打印比值 (需要 pip install -r requirements-bench.txt)")
     p.add_argument("--json", help="把结果写成 JSON 文件")
     p.add_argument("--quick", action="store_true", help="极小形状、只计时一次、不开子进程: 只检查脚本能跑通, 数字没有意义")
@@ -384,6 +424,12 @@ def main():
           f"预热 {args.warmup} 步, {args.repeats} 次计时 x {args.steps} 步取中位数")
     print(f"LoRA: r={args.lora_r}, alpha={args.lora_alpha:g}, dropout={args.lora_dropout:g} (两边相同); 优化器: "
           f"我们 trainer.make_optimizer, HF torch.optim.AdamW 默认参数; 两边都有梯度裁剪 1.0\n")
+
+    if args.profile:
+        if device.type != "cpu":
+            raise SystemExit("错误: --profile 只剖析 CPU (加 --device cpu); GPU 上请用 torch.profiler 的 CUDA 活动或 Nsight Systems")
+        return profile_breakdown(dict(base, preset=args.preset, batch_size=args.batch_size, seq_len=args.seq_len),
+                                 args.gen_tokens, args.prompt_len)
 
     # 矩阵乘峰值在开头量一次, 之后每轮计时后再量一次, 取最大值: 共享的机器忽快忽慢, 只在开头量一次的话,
     # 碰上别人正在跑, 峰值偏低, MFU 就会虚高 (甚至超过 100%)。取整场里最好的一次, MFU 只会偏保守。

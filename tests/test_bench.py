@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from bench import train_flops_per_token
+from bench import TrainRun, profile_shares, train_flops_per_token
 from lora import apply_lora
 from model import GPT, get_config
 from tokenizer import Tokenizer
@@ -112,3 +112,20 @@ def test_compile_flag_reports_compiled_training(data_dir, tmp_path, monkeypatch,
     assert set(res["compiled"]) == {"full", "lora_qv", "lora_all"}
     for r in res["compiled"].values():
         assert set(r) == {"tokens_per_s", "mfu", "warmup_s"} and r["tokens_per_s"] > 0 and r["warmup_s"] > 0
+
+
+def test_profile_shares_sum_to_one_and_find_the_optimizer():
+    """--profile 的归类: 一个训练步里矩阵乘、注意力、优化器各有份, 合起来正好 100%。"""
+    run = TrainRun(dict(device="cpu", threads=1, warmup=1, steps=1, repeats=1, lora_r=8, lora_alpha=16, lora_dropout=0.0,
+                        mode="full", impl="ours", preset="tiny", batch_size=2, seq_len=32))
+    shares = profile_shares(run.run)
+    assert abs(sum(shares.values()) - 1) < 1e-6
+    assert {"矩阵乘 (mm)", "注意力 (SDPA)", "优化器 (AdamW)"} <= set(shares)
+    assert all(v > 0 for v in shares.values())
+
+
+def test_profile_flag_prints_the_breakdown(data_dir):
+    r = subprocess.run([sys.executable, "bench.py", "--quick", "--profile", "--device", "cpu", "--threads", "1",
+                        "--data_dir", str(data_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "全参训练" in r.stdout and "生成" in r.stdout and "矩阵乘 (mm)" in r.stdout
