@@ -14,7 +14,7 @@
     python experiments.py drills     # 在预训练文本里加几千道算式, 底座能学会算术吗
     python experiments.py topic      # 训练数据里没有 "先聊别的再问正事" 的对话时, 模型会怎样
     python experiments.py tokenizer  # 一个 token 最多几个汉字: 分词器怎样决定底座的知识能不能被问出来
-    python experiments.py unseen     # SFT 用到、预训练没见过的 token: 为什么 LoRA 学不会它们
+    python experiments.py unseen     # SFT 用到、预训练没见过的 token: 为什么 LoRA 很难学会它们
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -405,8 +405,8 @@ def exp_tokenizer(fresh):
             base = train(f"base_cjk{cap or 'all'}", "pretrain.py", "--tokenizer", tok_path, fresh=fresh)["path"]
         tok = load_tokenizer(tok_path)
         recall = base_recall(base)
-        per_attr = {a: sum(sum(v) for (g, b), v in recall.items() if b == a) / sum(len(v) for (g, b), v in recall.items() if b == a)
-                    for a in ATTRS}
+        hits = {a: [ok for (_, b), v in recall.items() if b == a for ok in v] for a in ATTRS}  # 两组人合起来, 每种属性 200 个
+        per_attr = {a: sum(v) / len(v) for a, v in hits.items()}
         n_tok = PretrainDataset("data/pretrain.txt", tok, 256).n_tokens
         pieces = " / ".join(tok.decode([i]) for i in tok.encode(sample))
         label = {None: "不设上限", 2: "2", 1: "1 (课程默认)"}[cap]
@@ -463,7 +463,8 @@ def exp_unseen(fresh):
             e = ev[m["path"]]
             rows.append([label, method, f"{cos:.2f}"] + [pct(e["categories"][c]) for c in cats] + [pct(e["overall"])])
         raw[label] = {"base": base, "embedding_cosine": cos, "eval": {m["path"]: ev[m["path"]] for m in (sft, lora)}}
-    n_occ = sum(i in set(unseen) for i in sft_ids)
+    unseen_set = set(unseen)
+    n_occ = sum(i in unseen_set for i in sft_ids)
     whole = [repr(t) for t in raw["unseen_tokens"] if "\ufffd" not in t]  # 不列半个汉字的字节 token
     md = (f"删掉 {len(lines) - len(kept)} / {len(lines)} 段日常用语后, SFT 数据里有 {len(unseen)} 种 token 预训练没见过 "
           f"(占 SFT 文字 token 的 {pct(n_occ / len(sft_ids))}), 例如 {' '.join(whole[:40])}\n\n")
