@@ -15,6 +15,7 @@
     python experiments.py topic      # 训练数据里没有 "先聊别的再问正事" 的对话时, 模型会怎样
     python experiments.py tokenizer  # 一个 token 最多几个汉字: 分词器怎样决定底座的知识能不能被问出来
     python experiments.py unseen     # SFT 用到、预训练没见过的 token: 为什么 LoRA 很难学会它们
+    python experiments.py copy       # 预训练里加些 "抄写" 段落, SFT 之后抄名字、抄数是否更准
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -472,9 +473,59 @@ def exp_unseen(fresh):
     return md, raw
 
 
+def copy_paragraphs(world, rng, n):
+    """n 段 "抄写" 文字: 随机的数字串、随机拼出的新名字、随机挑的几个词, 每段里说两遍。内容是随机的, 背不下来,
+    要接对第二遍只能回头去抄第一遍 —— 这正是 SFT 里抄名字、抄数、抄词要用的本事。只用预训练文本里已有的字。"""
+    from sample_data import ANTONYMS, WORDS
+    words = sorted({w for a, b in ANTONYMS for w in (a, b)} | {zh for zh, _ in WORDS})
+    paragraphs = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(2, 4)):
+            kind = rng.randrange(3)
+            if kind == 0:
+                d = "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 5)))
+                parts.append(rng.choice(["电话是{d}，重复一遍：{d}。", "他的电话是{d}。{d}很好记。"]).format(d=d))
+            elif kind == 1:
+                name = next(x for x in iter(lambda: rng.choice(world.surnames) + "".join(
+                    rng.sample(world.given, rng.randint(1, 2))), None) if x not in world.names)
+                parts.append(rng.choice(["新同学叫{n}。大家好，我是{n}。", "我叫{n}。你好，{n}！"]).format(n=name))
+            else:
+                parts.append("老师说：“请重复{w}。”小明说：“{w}。”".format(w="、".join(rng.sample(words, rng.randint(2, 3)))))
+        paragraphs.append("".join(parts))
+    return paragraphs
+
+
+def exp_copy(fresh, n_paragraphs=300):
+    """预训练里多一些 "抄写" 段落 (copy_paragraphs), SFT 之后抄得更准吗? 在 data/pretrain.txt 后面加 300 段, 用默认设置
+    重新预训练, 再做默认的 SFT, 与课程的 SFT 比各类别的准确率和预训练文本的困惑度。"""
+    import random
+    from sample_data import World
+    with open("data/pretrain.txt", encoding="utf-8") as f:
+        text = f.read()
+    extra = copy_paragraphs(World(0), random.Random("copy"), n_paragraphs)
+    missing = set("".join(extra)) - set(text)
+    if missing:
+        raise SystemExit(f"错误: 抄写段落用到了预训练文本里没有的字 {''.join(sorted(missing))}。data/ 不是默认 seed 生成的?"
+                         " 先运行 python data.py --create_sample")
+    path = os.path.join(RUNS, "pretrain_copy.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text + "\n".join(extra) + "\n")
+    base_c = train("base_copy", "pretrain.py", "--data_path", path, fresh=fresh)
+    sft_c = train("sft_copy", "train_sft.py", "--init", base_c["path"], fresh=fresh)
+    sft = train("sft_full", "train_sft.py", fresh=fresh)
+    ev = evaluate([sft["path"], sft_c["path"]], "copy")
+    cats = list(ev[sft["path"]]["categories"])
+    rows = [[label, pct(ev[m["path"]]["overall"])] + [pct(ev[m["path"]]["categories"][c]) for c in cats]
+            + [f"{ev[m['path']]['pretrain_ppl']:.2f}"]
+            for label, m in (("课程默认", sft), (f"加 {n_paragraphs} 段抄写", sft_c))]
+    md = f"例: {extra[0]}\n\n" + table(["预训练文本", "SFT 后总体"] + cats + ["预训练文本困惑度"], rows)
+    return md, {"example": extra[:5], "eval": ev}
+
+
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
                "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills, "topic": exp_topic,
-               "tokenizer": exp_tokenizer, "unseen": exp_unseen}
+               "tokenizer": exp_tokenizer, "unseen": exp_unseen, "copy": exp_copy}
 
 
 def main():
