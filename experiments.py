@@ -512,14 +512,17 @@ def exp_copy(fresh, n_paragraphs=300):
     with open(path, "w", encoding="utf-8") as f:
         f.write(text + "\n".join(extra) + "\n")
     base_c = train("base_copy", "pretrain.py", "--data_path", path, fresh=fresh)
-    sft_c = train("sft_copy", "train_sft.py", "--init", base_c["path"], fresh=fresh)
-    sft = train("sft_full", "train_sft.py", fresh=fresh)
-    ev = evaluate([sft["path"], sft_c["path"]], "copy")
-    cats = list(ev[sft["path"]]["categories"])
-    rows = [[label, pct(ev[m["path"]]["overall"])] + [pct(ev[m["path"]]["categories"][c]) for c in cats]
-            + [f"{ev[m['path']]['pretrain_ppl']:.2f}"]
-            for label, m in (("课程默认", sft), (f"加 {n_paragraphs} 段抄写", sft_c))]
-    md = f"例: {extra[0]}\n\n" + table(["预训练文本", "SFT 后总体"] + cats + ["预训练文本困惑度"], rows)
+    # 每种底座做两次 SFT: 默认的 --seed 1337 和 --seed 1 (数据顺序不同), 看差别是不是大过种子带来的起伏
+    runs = {("课程默认", 1337): train("sft_full", "train_sft.py", fresh=fresh),
+            (f"加 {n_paragraphs} 段抄写", 1337): train("sft_copy", "train_sft.py", "--init", base_c["path"], fresh=fresh),
+            ("课程默认", 1): train("sft_full_seed1", "train_sft.py", "--seed", "1", fresh=fresh),
+            (f"加 {n_paragraphs} 段抄写", 1): train("sft_copy_seed1", "train_sft.py", "--init", base_c["path"], "--seed", "1",
+                                                 fresh=fresh)}
+    ev = evaluate([m["path"] for m in runs.values()], "copy")
+    cats = list(ev[runs["课程默认", 1337]["path"]]["categories"])
+    rows = [[label, seed, pct(ev[m["path"]]["overall"])] + [pct(ev[m["path"]]["categories"][c]) for c in cats]
+            + [f"{ev[m['path']]['pretrain_ppl']:.2f}"] for (label, seed), m in sorted(runs.items(), key=lambda kv: kv[0][0] != "课程默认")]
+    md = f"例: {extra[0]}\n\n" + table(["预训练文本", "SFT 的 --seed", "SFT 后总体"] + cats + ["预训练文本困惑度"], rows)
     return md, {"example": extra[:5], "eval": ev}
 
 
