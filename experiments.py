@@ -31,6 +31,7 @@ from checkpoint import load_checkpoint
 
 RUNS = "runs"
 BASE = "checkpoints/base_model.pt"
+PRETRAIN_TEXT = "data/pretrain.txt"
 
 
 def train(name, script, *flags, fresh=False):
@@ -44,6 +45,19 @@ def train(name, script, *flags, fresh=False):
             raise SystemExit(f"错误: {script} 训练 {name} 失败 (退出码 {r.returncode}), 详见 {RUNS}/{name}.out")
     ckpt = load_checkpoint(out)
     return {**ckpt["metrics"], "path": out, "file_mb": os.path.getsize(out) / 2**20}
+
+
+def read_pretrain_text():
+    with open(PRETRAIN_TEXT, encoding="utf-8") as f:
+        return f.read()
+
+
+def pretrain_variant(name, text, fresh):
+    """改过的预训练文本写到 runs/pretrain_<name>.txt, 用默认设置预训练出 runs/base_<name>.pt。返回 (文本路径, 底座的指标)。"""
+    path = os.path.join(RUNS, f"pretrain_{name}.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path, train(f"base_{name}", "pretrain.py", "--data_path", path, fresh=fresh)
 
 
 def evaluate(paths, name, *flags):
@@ -348,10 +362,7 @@ def exp_drills(fresh, n_paragraphs=600):
             if tuple(sorted((a, b))) not in banned:
                 eqs.append(rng.choice(forms[op]).format(a=a, b=b, c=c))
         drills.append("，".join(eqs) + "。")
-    path = os.path.join(RUNS, "pretrain_drills.txt")
-    with open("data/pretrain.txt", encoding="utf-8") as src, open(path, "w", encoding="utf-8") as f:
-        f.write(src.read() + "\n".join(drills) + "\n")
-    base_d = train("base_drills", "pretrain.py", "--data_path", path, fresh=fresh)
+    path, base_d = pretrain_variant("drills", read_pretrain_text() + "\n".join(drills) + "\n", fresh)
     sft_d = train("sft_drills", "train_sft.py", "--init", base_d["path"], fresh=fresh)
     sft = train("sft_full", "train_sft.py", fresh=fresh)
     ev = evaluate([sft["path"], sft_d["path"]], "drills")
@@ -370,7 +381,7 @@ def exp_drills(fresh, n_paragraphs=600):
 
     tok = load_tokenizer()
     rows, raw = [], {}
-    for label, text, base, run in (("课程默认", "data/pretrain.txt", BASE, sft),
+    for label, text, base, run in (("课程默认", PRETRAIN_TEXT, BASE, sft),
                                    (f"加 {n_paragraphs} 段算式", path, base_d["path"], sft_d)):
         c, e = completes(base), ev[run["path"]]
         n_tok = PretrainDataset(text, tok, 256).n_tokens
@@ -390,8 +401,7 @@ def exp_tokenizer(fresh):
     from pretrain import PretrainDataset
     from sample_data import ATTRS, make_people
     from tokenizer import Tokenizer
-    with open("data/pretrain.txt", encoding="utf-8") as f:
-        text = f.read()
+    text = read_pretrain_text()
     lesson = load_tokenizer()
     person = make_people()[0]
     sample = ATTRS["color"]["answer"].format(n=person["name"], v=person["color"])  # 一句回答, 看它被切成什么
@@ -408,7 +418,7 @@ def exp_tokenizer(fresh):
         recall = base_recall(base)
         hits = {a: [ok for (_, b), v in recall.items() if b == a for ok in v] for a in ATTRS}  # 两组人合起来, 每种属性 200 个
         per_attr = {a: sum(v) / len(v) for a, v in hits.items()}
-        n_tok = PretrainDataset("data/pretrain.txt", tok, 256).n_tokens
+        n_tok = PretrainDataset(PRETRAIN_TEXT, tok, 256).n_tokens
         pieces = " / ".join(tok.decode([i]) for i in tok.encode(sample))
         label = {None: "不设上限", 2: "2", 1: "1 (课程默认)"}[cap]
         rows.append([label, f"{n_tok:,}", pieces] + [pct(per_attr[a]) for a in ATTRS])
@@ -433,16 +443,12 @@ def exp_unseen(fresh):
     from checkpoint import load_model
     from data import TRAIN_PATH, load_conversations, load_tokenizer
     tok = load_tokenizer()
-    with open("data/pretrain.txt", encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    lines = read_pretrain_text().splitlines()
     kept = [line for line in lines if not is_talk(line)]
-    path = os.path.join(RUNS, "pretrain_no_talk.txt")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(kept) + "\n")
     seen = {i for line in kept for i in tok.encode(line)}
     sft_ids = [i for conv in load_conversations(TRAIN_PATH, quiet=True) for m in conv for i in tok.encode(m["content"])]
     unseen = sorted(set(sft_ids) - seen)  # SFT 里有、删减后的预训练文本里没有的 token
-    base_nt = train("base_no_talk", "pretrain.py", "--data_path", path, fresh=fresh)
+    _, base_nt = pretrain_variant("no_talk", "\n".join(kept) + "\n", fresh)
     runs = {"课程默认": (BASE, train("sft_full", "train_sft.py", fresh=fresh), train("lora_qv_r8", "train_lora.py", fresh=fresh)),
             "删掉日常用语": (base_nt["path"],
                         train("sft_no_talk", "train_sft.py", "--init", base_nt["path"], fresh=fresh),
@@ -487,8 +493,7 @@ def copy_paragraphs(world, rng, n):
                 d = "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 5)))
                 parts.append(rng.choice(["电话是{d}，重复一遍：{d}。", "他的电话是{d}。{d}很好记。"]).format(d=d))
             elif kind == 1:
-                name = next(x for x in iter(lambda: rng.choice(world.surnames) + "".join(
-                    rng.sample(world.given, rng.randint(1, 2))), None) if x not in world.names)
+                name = world.new_name(rng, given_chars=(1, 2))
                 parts.append(rng.choice(["新同学叫{n}。大家好，我是{n}。", "我叫{n}。你好，{n}！"]).format(n=name))
             else:
                 parts.append("老师说：“请重复{w}。”小明说：“{w}。”".format(w="、".join(rng.sample(words, rng.randint(2, 3)))))
@@ -501,17 +506,13 @@ def exp_copy(fresh, n_paragraphs=300):
     重新预训练, 再做默认的 SFT, 与课程的 SFT 比各类别的准确率和预训练文本的困惑度。"""
     import random
     from sample_data import World
-    with open("data/pretrain.txt", encoding="utf-8") as f:
-        text = f.read()
+    text = read_pretrain_text()
     extra = copy_paragraphs(World(0), random.Random("copy"), n_paragraphs)
     missing = set("".join(extra)) - set(text)
     if missing:
         raise SystemExit(f"错误: 抄写段落用到了预训练文本里没有的字 {''.join(sorted(missing))}。data/ 不是默认 seed 生成的?"
                          " 先运行 python data.py --create_sample")
-    path = os.path.join(RUNS, "pretrain_copy.txt")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text + "\n".join(extra) + "\n")
-    base_c = train("base_copy", "pretrain.py", "--data_path", path, fresh=fresh)
+    _, base_c = pretrain_variant("copy", text + "\n".join(extra) + "\n", fresh)
     # 每种底座做两次 SFT: 默认的 --seed 1337 和 --seed 1 (数据顺序不同), 看差别是不是大过种子带来的起伏
     runs = {("课程默认", 1337): train("sft_full", "train_sft.py", fresh=fresh),
             (f"加 {n_paragraphs} 段抄写", 1337): train("sft_copy", "train_sft.py", "--init", base_c["path"], fresh=fresh),

@@ -437,10 +437,16 @@ class World:
         为什么要有它: 知识问答的回答都以人名开头, 而 SFT 里只出现 100 个名字。开发时 (一字一 token 的分词器) 我们看到
         knowledge_unlock 答错的 29 题里 28 题是把名字抄错了 (问 "韦轩文", 答成 SFT 见过的 "陶文俊"):
         模型把 "抄名字" 学成了 "从见过的 100 个名字里挑一个"。几百个从没见过的名字逼它真的从问题里抄。"""
-        while True:  # 只用人物名字里出现过的字: 每个字底座都见过
-            name = rng.choice(self.surnames) + "".join(rng.sample(self.given, 2))
+        name = self.new_name(rng)
+        return _qa(rng.choice(GREETING_Q).format(n=name), f"你好，{name}！很高兴认识你。"), name
+
+    def new_name(self, rng, given_chars=None):
+        """随机拼一个新名字 (不是 200 个虚构人物中的任何一个): 姓 + 名。名默认两个字; given_chars=(1, 2) 时每次在
+        1–2 个字里随机。只用人物名字里出现过的字: 每个字底座都见过。"""
+        while True:
+            name = rng.choice(self.surnames) + "".join(rng.sample(self.given, rng.randint(*given_chars) if given_chars else 2))
             if name not in self.names:
-                return _qa(rng.choice(GREETING_Q).format(n=name), f"你好，{name}！很高兴认识你。"), name
+                return name
 
     def make_multi_turn(self, rng, split):
         if rng.random() < 0.5:  # 算术追问: "那再加5呢？" 只有看了上一轮的结果才答得出
