@@ -313,7 +313,8 @@ def profile_shares(fn):
         fn()
     total = {}
     for e in prof.events():  # 自身时间 (不含它调用的子算子): 加起来就是总时间, 不会重复计
-        total[op_category(e)] = total.get(op_category(e), 0) + e.self_cpu_time_total
+        category = op_category(e)
+        total[category] = total.get(category, 0) + e.self_cpu_time_total
     n = sum(total.values()) or 1
     return {k: v / n for k, v in sorted(total.items(), key=lambda kv: -kv[1])}
 
