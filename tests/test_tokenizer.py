@@ -77,11 +77,22 @@ def test_round_trip_corpus_and_compression(tok):
                for i in range(tok.vocab_size))
 
 
+def n_cjk(text):
+    return sum("\u4e00" <= c <= "\u9fff" for c in text)
+
+
+def assert_fast_path_is_plain_bpe(tok, texts):
+    # encode 先按字符合并再做字符之间的合并; 结果必须和直接在字节上跑 BPE 一样
+    for s in texts:
+        for chunk in tok._regex.findall(s):
+            assert tok._encode_chunk(chunk) == tok._bpe(list(chunk.encode("utf-8")))
+
+
 def test_tokens_hold_at_most_max_cjk_chars(tok):
     # 不设上限时, 高频句式会和事实粘成一个 token ("最喜欢的颜色是黑色"); 一字一 token 时事实和句式永远分开
     assert MAX_CJK_PER_TOKEN == 1
     for i in range(tok.vocab_size - len(SPECIAL_TOKENS)):
-        assert sum("\u4e00" <= c <= "\u9fff" for c in tok.decode([i])) <= MAX_CJK_PER_TOKEN
+        assert n_cjk(tok.decode([i])) <= MAX_CJK_PER_TOKEN
     t = Tokenizer.train("小明最喜欢的颜色是黑色。小红最喜欢的颜色是白色。" * 50, 400)
     pieces = [t.decode([i]) for i in t.encode("小明最喜欢的颜色是黑色。")]
     assert pieces == list("小明最喜欢的颜色是黑色。")
@@ -93,24 +104,19 @@ def test_train_max_cjk_for_the_comparison(max_cjk):
     """experiments.py tokenizer 用的对照: 放宽上限后句式和事实会粘在一起, 编码仍然无损, 快速路径仍等于逐字节 BPE。"""
     text = "小明最喜欢的颜色是黑色。小红最喜欢的颜色是白色。" * 50
     t = Tokenizer.train(text, 400, max_cjk=max_cjk)
-    sizes = [sum("\u4e00" <= c <= "\u9fff" for c in t.decode([i])) for i in range(t.vocab_size - len(SPECIAL_TOKENS))]
+    sizes = [n_cjk(t.decode([i])) for i in range(t.vocab_size - len(SPECIAL_TOKENS))]
     if max_cjk is None:
         assert max(sizes) > 2
         assert len(t.encode("小明最喜欢的颜色是黑色")) == 1  # 事实 "黑色" 锁在整句的 token 里
     else:
         assert max(sizes) == 2
-    for s in [text[:40], "最喜欢的颜色是蓝色", CORPUS[:200]]:
-        assert t.decode(t.encode(s)) == s
-        for chunk in t._regex.findall(s):
-            assert t._encode_chunk(chunk) == t._bpe(list(chunk.encode("utf-8")))
+    texts = [text[:40], "最喜欢的颜色是蓝色", CORPUS[:200]]
+    assert all(t.decode(t.encode(s)) == s for s in texts)
+    assert_fast_path_is_plain_bpe(t, texts)
 
 def test_fast_path_equals_plain_byte_bpe(tok):
-    # encode 先按字符合并再做字符之间的合并; 结果必须和直接在字节上跑 BPE 一样
     rng = random.Random(1)
-    texts = CORPUS.split("\n")[:6] + [random_text(rng, 30) for _ in range(50)]
-    for s in texts:
-        for chunk in tok._regex.findall(s):
-            assert tok._encode_chunk(chunk) == tok._bpe(list(chunk.encode("utf-8")))
+    assert_fast_path_is_plain_bpe(tok, CORPUS.split("\n")[:6] + [random_text(rng, 30) for _ in range(50)])
 
 
 def test_digits_are_single_tokens(tok):
