@@ -347,7 +347,7 @@ def data_figures(data_dir, batch_size, max_length, repeats):
         convs = data.load_conversations(train_path, quiet=True)
     ds = data.SFTDataset(convs, tok, max_length)
     # 与 trainer.train 相同: 第 0 个 epoch 的分组, 丢掉凑不满的零头
-    batches = [b for b in data.length_grouped_batches(ds.lengths, batch_size, seed=TRAINER_SEED) if len(b) == batch_size]
+    batches = data.length_grouped_batches(ds.lengths, batch_size, seed=TRAINER_SEED, drop_last=True)
     text = "\n".join(m["content"] for c in convs for m in c)
     times = []
     for _ in range(repeats):

@@ -312,16 +312,20 @@ def collate(batch, pad_id):
     return {"input_ids": input_ids, "labels": labels}
 
 
-def length_grouped_batches(lengths, batch_size, seed=0, shuffle=True):
+def length_grouped_batches(lengths, batch_size, seed=0, shuffle=True, drop_last=False):
     """按长度分组的 batch 索引: 长度相近的样本放在一起, padding 就少。
 
     先打乱, 再把每 50 个 batch 大小的一段内部按长度排序后切 batch, 最后打乱 batch 的顺序:
     既保留随机性, 又让同一个 batch 里的长度接近。同一个 seed 总是得到同样的顺序 (续训要靠它)。
+    drop_last: 不满 batch_size 的零头在打乱之后、排序之前丢掉, 丢的是随机的几条。若是切好 batch 再丢那个不满的,
+    丢的总是某一段里最长的几条; 数据不到 50 个 batch 时, 每个 epoch 丢的都是同样几条最长的, 它们永远训练不到。
     """
     idx = list(range(len(lengths)))
     rng = random.Random(seed)
     if shuffle:
         rng.shuffle(idx)
+    if drop_last:
+        idx = idx[:len(idx) - len(idx) % batch_size]
     group = batch_size * 50
     batches = []
     for g in range(0, len(idx), group):

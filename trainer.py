@@ -154,7 +154,9 @@ def evaluate_loss(model, dataset, collate_fn, args, device, autocast):
         return None
     model.eval()
     batches = length_grouped_batches(dataset.lengths, args.batch_size, shuffle=False)
-    batches = batches[::max(1, len(batches) // args.eval_batches)][:args.eval_batches]  # 均匀取样, 长短都有
+    # 最多 eval_batches 个, 在整个列表上均匀取样: 列表按长度排过序, 只取前几个就只看到最短的那些
+    n, k = len(batches), min(len(batches), args.eval_batches)
+    batches = [batches[i * n // k] for i in range(k)]
     loss = mean_loss(model, (collate_fn([dataset[i] for i in b]) for b in batches), device, autocast)
     model.train()
     return loss
@@ -223,7 +225,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
 
     # 一个优化步用 batch_size × grad_accum × 进程数 条样本 (一个 "步 batch"), 再切成各进程的 micro-batch。
     # 这样梯度累积、多进程与一次大 batch 看到的是同一批样本。每个 epoch 的顺序只由 (seed, epoch) 决定:
-    # 续训时按步数就能找回数据位置。不满一个步 batch 的零头丢弃 (多进程时每个进程都必须有活干)。
+    # 续训时按步数就能找回数据位置。不满一个步 batch 的零头 (每个 epoch 随机的几条) 丢弃: 多进程时每个进程都必须有活干。
     step_bs = args.batch_size * args.grad_accum * world
     steps_per_epoch = len(train_set) // step_bs
     if steps_per_epoch == 0:
@@ -282,8 +284,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         epoch, k = divmod(step, steps_per_epoch)
         if epoch not in epoch_order:
             epoch_order.clear()
-            epoch_order[epoch] = [g for g in length_grouped_batches(train_set.lengths, step_bs, seed=args.seed + epoch)
-                                  if len(g) == step_bs]
+            epoch_order[epoch] = length_grouped_batches(train_set.lengths, step_bs, seed=args.seed + epoch, drop_last=True)
         group = epoch_order[epoch][k]  # 组内按长度排过序, 切出的 micro-batch 长度接近, padding 少
         micro = [group[j:j + args.batch_size] for j in range(0, step_bs, args.batch_size)]
         batches = [collate_fn([train_set[i] for i in b]) for b in micro[rank::world]]

@@ -118,6 +118,16 @@ def test_length_grouping_reduces_padding():
     assert padding_fraction(lengths, grouped) < 0.05 < padding_fraction(lengths, plain)
 
 
+def test_drop_last_drops_random_examples_not_the_longest():
+    lengths = list(range(1, 101))  # 100 条, batch 16: 每次丢 4 条
+    trained = set()
+    for seed in range(10):
+        batches = length_grouped_batches(lengths, 16, seed=seed, drop_last=True)
+        assert len(batches) == 6 and all(len(b) == 16 for b in batches)
+        trained.update(i for b in batches for i in b)
+    assert trained == set(range(100))  # 先切 batch 再丢不满的那个, 最长的 4 条就永远不在里面
+
+
 # ---------------------------------------------------------------- 四种输入格式
 
 FORMATS = {

@@ -116,6 +116,30 @@ def test_grad_accum_equals_big_batch(world, tmp_path):
         torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4)
 
 
+def test_every_example_is_trained_not_just_the_short_ones(world, tmp_path):
+    """不满一个步 batch 的零头每个 epoch 随机丢几条, 而不是总丢最长的那几条 (那样它们永远训练不到)。"""
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)  # 48 条, batch 10: 每个 epoch 丢 8 条
+    seen = set()
+
+    def collate(items):
+        seen.update(tuple(x["input_ids"].tolist()) for x in items)
+        return data.collate(items, tok.pad_id)
+    train(tiny_model(tok), ds, None, collate, train_args(tmp_path / "m.pt", "--batch_size", "10", "--epochs", "8"))
+    assert seen == {tuple(ds[i]["input_ids"].tolist()) for i in range(len(ds))}
+
+
+def test_eval_loss_samples_short_and_long_batches(monkeypatch):
+    """验证 loss 只用 eval_batches 个 batch; batch 按长度排过序, 要在整个列表上均匀取, 不能只取最短的那几个。"""
+    class Lengths(list):
+        lengths = property(lambda self: self)
+    sampled = []
+    monkeypatch.setattr(trainer, "mean_loss", lambda model, batches, device, autocast: sampled.extend(batches) or 0.0)
+    args = argparse.Namespace(batch_size=16, eval_batches=20)
+    trainer.evaluate_loss(torch.nn.Linear(1, 1), Lengths(range(1, 601)), max, args, "cpu", None)  # collate: batch 里最长的
+    assert len(sampled) == 20 and min(sampled) <= 16 and max(sampled) > 550
+
+
 class Crash(Exception):
     pass
 
