@@ -180,7 +180,8 @@ def _bad_json(e):
 def read_records(path):
     """读 .jsonl (一行一条) 或 .json (一个数组), 返回 [(行号, 记录或 ValueError)]。
 
-    JSON 解析错误不抛出, 而是作为该行的 ValueError 返回, 由调用者决定跳过还是中止。
+    .jsonl 的 JSON 解析错误不抛出, 而是作为该行的 ValueError 返回, 由调用者决定跳过还是中止;
+    .json 数组里的语法错误则直接停下 (之后的记录读不出来)。
     """
     if not os.path.exists(path):
         raise SystemExit(f"错误: 找不到数据文件 {path}。先运行 python data.py --create_sample, 或用 --data_path 指定文件")
@@ -201,8 +202,9 @@ def read_records(path):
             try:
                 rec, pos = dec.raw_decode(text, pos)
             except (ValueError, RecursionError) as e:
-                out.append((line, _bad_json(e)))
-                break
+                # 数组里一处语法错误之后, 找不到下一条记录从哪里开始: 跳过它就会悄悄丢掉后面所有的记录, 所以停下
+                raise SystemExit(f"错误: {path}:{line}: {_bad_json(e)}。.json 数组里这一处之后的记录都读不出来: "
+                                 "修好它, 或改用一行一条的 .jsonl (那样坏行可以跳过)") from None
             out.append((line, rec))
     else:
         # 按 "\n" 切, 不用 splitlines(): 后者还会在 \u2028、\x85 这些字符处断行, 而它们可以原样出现在 JSON 字符串里

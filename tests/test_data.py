@@ -251,6 +251,14 @@ def test_utf8_bom_is_accepted(tmp_path):
         assert len(load_conversations(str(path))) == 1
 
 
+def test_syntax_error_inside_a_json_array_stops(tmp_path):
+    """.json 数组里一处语法错误之后找不到下一条记录: 停下并指出行号, 而不是只训练它前面的几条。"""
+    path = tmp_path / "d.json"
+    path.write_text("[" + GOOD + ",\n{oops},\n" + GOOD + "]", encoding="utf-8")
+    with pytest.raises(SystemExit, match=f"{path}:2: 无效的 JSON.*之后的记录都读不出来"):
+        load_conversations(str(path))
+
+
 @pytest.mark.parametrize("text", ["{" + GOOD[1:-1] + "}", '{"data": [' + GOOD + "]}"])
 def test_json_file_that_is_an_object_is_rejected(tmp_path, text):
     """.json 必须是数组: 一个对象 (哪怕里面套着数组) 不去猜哪一部分是数据。"""
