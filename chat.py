@@ -69,18 +69,18 @@ class Bot:
         self.adapters = {}  # 名字 -> (lora state dict, scaling); 只在 --lora 给了适配器时非空
         self.adapter = None
 
-    def messages(self):
-        return ([{"role": "system", "content": self.system}] if self.system else []) + self.history
+    def messages(self, system=True, dropped=0):
+        """(system) + 历史, 历史里去掉最旧的 dropped 轮。"""
+        return ([{"role": "system", "content": self.system}] if self.system and system else []) + self.history[2 * dropped:]
 
-    def prompt_ids(self, budget):
-        """按训练时的模板拼 prompt; 超过 budget 个 token 就整轮 (user + assistant) 丢掉最旧的。返回 (ids, 丢掉的轮数)。"""
-        dropped = 0
-        while True:
-            ids, _ = data.render_chat(self.messages(), self.tokenizer, add_generation_prompt=True)
-            if len(ids) <= budget or len(self.history) == 1:
-                return ids, dropped
-            self.history = self.history[2:]
-            dropped += 1
+    def prompt_ids(self, budget, system=True):
+        """按训练时的模板拼 prompt; 超过 budget 个 token 就整轮 (user + assistant) 丢掉最旧的。
+        返回 (ids, 要丢掉的轮数); 不改动历史, 由调用者选定用哪一种拼法之后再丢。"""
+        for dropped in range(len(self.history) // 2 + 1):  # 历史的最后一条是这次的用户消息, 它永远保留
+            ids, _ = data.render_chat(self.messages(system, dropped), self.tokenizer, add_generation_prompt=True)
+            if len(ids) <= budget:
+                break
+        return ids, dropped
 
     def reply(self, text, args, prefix=""):
         """把 text 作为用户消息, 流式打印回答并记入历史。"""
@@ -90,16 +90,17 @@ class Bot:
         budget = L - min(args.max_new_tokens, L // 2)
         ids, dropped = self.prompt_ids(budget)
         tok, system_kept = self.tokenizer, bool(self.system)
+        head = (len(data.render_chat(self.messages()[:1], tok)[0]) if self.system else 0) + 1  # system 和 <|user|>
+        if len(ids) > budget and self.system and head > budget // 2:
+            # 只剩这条消息也放不下, 而 system prompt 自己就占了半个窗口以上: 这一轮不用它 (从左边截, 会留下没有
+            # <|system|> 的半句话)。丢旧的轮次也要按不带 system 的长度重算, 不然会白白丢掉本来放得下的历史
+            note(f"(system prompt 太长 ({head - 1} 个 token): 这一轮没有用它; 用 /system 换一个短一些的)")
+            (ids, dropped), head, system_kept = self.prompt_ids(budget, system=False), 1, False
+        self.history = self.history[2 * dropped:]
         if len(ids) > budget:
-            # 只剩这一条消息还是放不下: 保留开头的 system 和 <|user|>, 丢掉消息的前半部分 (问题通常在末尾)。
-            # system prompt 自己就占了半个窗口以上时, 这一轮不用它: 从左边截, 会留下没有 <|system|> 的半句话
-            head = len(data.render_chat(self.messages()[:-1], tok)[0]) + 1
-            if self.system and head > budget // 2:
-                note(f"(system prompt 太长 ({head - 1} 个 token): 这一轮没有用它; 用 /system 换一个短一些的)")
-                ids, head, system_kept = data.render_chat(self.history, tok, add_generation_prompt=True)[0], 1, False
-            if len(ids) > budget:
-                ids = ids[:head] + ids[len(ids) - (budget - head):]
-                note(f"(这条消息太长: 只保留了它最后的一部分, 共 {budget} 个 token)")
+            # 只剩这一条消息还是放不下: 保留开头的 system 和 <|user|>, 丢掉消息的前半部分 (问题通常在末尾)
+            ids = ids[:head] + ids[len(ids) - (budget - head):]
+            note(f"(这条消息太长: 只保留了它最后的一部分, 共 {budget} 个 token)")
         if dropped:
             note(f"(上下文窗口满了: 丢掉了最早的 {dropped} 轮对话" + (", system prompt 保留)" if system_kept else ")"))
         stop_ids = set(tok.special_ids.values())

@@ -229,6 +229,17 @@ def test_overlong_system_prompt_is_left_out_not_cut(files, monkeypatch, capsys):
     assert "system prompt 太长" in err and "这条消息太长" not in err and len(out) == 1
 
 
+def test_overlong_system_prompt_does_not_cost_the_history(files, monkeypatch, capsys):
+    """这一轮用不上的 system prompt 不该挤掉历史: 丢几轮按不带它的长度来算, 放得下的上一轮要留着。"""
+    calls = spy_generate(monkeypatch)
+    tok = files["tokenizer"]
+    out, err = run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"], "--system", "你是一只猫。" * 20,
+                                              "--max_new_tokens", "8"], "你是谁？\n我叫什么？\n")
+    history = [U("你是谁？"), A(out[0]), U("我叫什么？")]
+    assert calls[1]["input_ids"] == data.render_chat(history, tok, add_generation_prompt=True)[0]
+    assert "丢掉了最早的" not in err
+
+
 class FakeModel:
     """假模型: 逐个字节吐出给定的 token, 用来测试流式解码和 Ctrl-C。"""
 
