@@ -317,7 +317,7 @@ class GPT(nn.Module):
                 return
             ctx.append(next_id)
             if len(ctx) > L:
-                ctx, cached = ctx[-(L // 2):], 0
+                ctx, cached = ctx[-max(1, L // 2):], 0  # max: L=1 时 -(L // 2) 是 -0, 会留下整个列表
 
 
 def sample_next(logits, temperature, top_k, top_p, gen):

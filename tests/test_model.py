@@ -179,6 +179,13 @@ def test_generate_past_max_seq_len_cache_equals_no_cache():
     assert len(with_cache) == 60 and with_cache == without
 
 
+def test_generate_with_a_one_token_window():
+    # max_seq_len=1: 窗口满了只留最后 1 个 token (L // 2 是 0, 曾经切出整个列表, 下一步就超长报错)
+    model = make_model(max_seq_len=1)
+    with_cache = list(model.generate([3, 4], max_new_tokens=5, temperature=0, use_cache=True))
+    assert len(with_cache) == 5 and with_cache == list(model.generate([3, 4], max_new_tokens=5, temperature=0, use_cache=False))
+
+
 def test_pick_device():
     assert pick_device("cpu") == torch.device("cpu")
     assert pick_device("auto").type in ("cpu", "cuda", "mps")
