@@ -31,12 +31,18 @@ class PretrainDataset(torch.utils.data.Dataset):
     都一模一样, 模型会背下 "这一块的前文 -> 下一个词", 而不是 "这个人 -> 他的出生地" (实测: 训练 loss 0.03,
     验证 loss 却一路升到 4.7, 问 "韦轩文出生在" 答错)。每段单独成样本, 前文只有这段话本身, 模型只能把事实记在
     人名上 —— 这正是后面 SFT 能把知识 "问出来" 的前提。长度相近的段落分到同一个 batch, padding 很少。
+    比 block_size 长的段落切成几个窗口, 相邻窗口重叠一个 token, 这样每个 token (开头的结束符除外) 都恰好被预测一次
+    (只留开头的话, 后面的文字既不训练, evaluate.py 的困惑度也不算它们)。示例数据里最长的一段也放得进一个窗口。
     """
 
     def __init__(self, path, tokenizer, block_size):
         paragraphs = [line.strip() for line in data.read_text(path).splitlines() if line.strip()]
         eot = tokenizer.eot_id  # 段首段尾都放结束符: 段首让第一个字也被预测, 段尾让模型学会 "一段话在这里结束"
-        self.examples = [torch.tensor(([eot] + tokenizer.encode(p) + [eot])[:block_size]) for p in paragraphs]
+        self.examples = []
+        for p in paragraphs:
+            ids = [eot] + tokenizer.encode(p) + [eot]
+            # 第 k 个窗口从上一个窗口的最后一个 token 开始: 它在上一个窗口里没有 "下一个" 可预测, 在这里作为输入
+            self.examples += [torch.tensor(ids[i:i + block_size]) for i in range(0, len(ids) - 1, max(1, block_size - 1))]
         self.lengths = [len(x) for x in self.examples]
         self.n_tokens = sum(self.lengths)
 
