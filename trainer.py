@@ -204,7 +204,8 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
 
     run_info: 写进续训状态的这次运行的起点 (例如模型配置、LoRA 底座的指纹)。--resume 时逐项核对:
     续训会把整个模型换成续训状态里的权重, 起点变了 (例如 --init 换成了重新训练过的底座) 还接着训,
-    训练的就是旧起点, 存下来的却记着新起点。
+    训练的就是旧起点, 存下来的却记着新起点。决定数据顺序的几项 (--seed、步 batch 的切法) 和存在优化器状态里的
+    --weight_decay 也一并核对: 换了它们, 续训的就不是同一次训练 (weight_decay 还会被旧值悄悄盖掉)。
     """
     check_train_args(args)
     rank, world, device = setup_distributed(args.device)
@@ -237,15 +238,17 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     resume_path, log_path, png_path = run_files(args.out)
     log_part, png_part = log_path + ".part", png_path + ".part"
     step, history = 0, []
+    run_info = {**(run_info or {}), "seed": args.seed, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
+                "processes": world, "weight_decay": args.weight_decay}
     if args.resume:
         if not os.path.isfile(resume_path):
             raise SystemExit(f"错误: 找不到续训状态 {resume_path}。去掉 --resume 从头训练, 或检查 --out")
         state = load_checkpoint(resume_path, kinds=("resume",))
         saved = state.get("run_info") or {}  # 旧版本写的续训状态没记的项不查
-        changed = [f"{k}: 当时 {saved[k]}, 现在 {v}" for k, v in (run_info or {}).items() if k in saved and saved[k] != v]
+        changed = [f"{k}: 当时 {saved[k]}, 现在 {v}" for k, v in run_info.items() if k in saved and saved[k] != v]
         if changed:
-            raise SystemExit(f"错误: {resume_path} 是从另一个起点训练的 ({'; '.join(changed)})。"
-                             f"用当初的参数 (同一个 --init) 续训, 或去掉 --resume 从头训练")
+            raise SystemExit(f"错误: {resume_path} 和这次的设置对不上 ({'; '.join(changed)})。用当初的参数续训 "
+                             f"(同一个 --init、--seed、--batch_size、--grad_accum、进程数、--weight_decay), 或去掉 --resume 从头训练")
         try:
             raw_model.load_state_dict(state["model_state"])
             optimizer.load_state_dict(state["optimizer"])
@@ -275,7 +278,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
                 "format": FORMAT, "kind": "resume", "step": step, "history": history,
                 "model_state": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler else None,
-                "args": vars(args), "run_info": run_info or {}})
+                "args": vars(args), "run_info": run_info})
 
     epoch_order = {}  # epoch -> 这个 epoch 的步 batch 顺序; 每个 epoch 只排一次, 不在每一步重新洗牌排序
 

@@ -322,6 +322,20 @@ def test_nonfinite_weights_are_never_saved(world, tmp_path, monkeypatch, poison_
 
 # ---------------------------------------------------------------- checkpoint
 
+def test_long_paragraphs_are_split_not_cut(world, tmp_path):
+    """比窗口长的段落切成相邻重叠一个 token 的几段: 每个 token 都恰好被预测一次, 而不是只训练开头。"""
+    from pretrain import PretrainDataset
+    root, tok, _ = world
+    text = "小明住在北京, 喜欢苹果和香蕉。" * 5
+    (tmp_path / "p.txt").write_text(text + "\n短的一段。\n", encoding="utf-8")
+    ds = PretrainDataset(str(tmp_path / "p.txt"), tok, 16)
+    ids = [tok.eot_id] + tok.encode(text) + [tok.eot_id]
+    windows = [ds[i]["input_ids"].tolist() for i in range(len(ds) - 1)]
+    assert len(ids) > 3 * 16 and all(len(w) <= 16 for w in windows)
+    assert [t for w in windows for t in w[1:]] == ids[1:]  # 各窗口的预测目标连起来, 正好是整段
+    assert ds[len(ds) - 1]["input_ids"].tolist() == [tok.eot_id] + tok.encode("短的一段。") + [tok.eot_id]
+
+
 def test_checkpoint_round_trip(world, tmp_path):
     root, tok, convs = world
     model = tiny_model(tok).eval()
@@ -605,7 +619,7 @@ def test_ddp_matches_single_process(base, tmp_path):
 
 def test_lora_resume_refuses_a_different_base(base, tmp_path, monkeypatch):
     """续训会把整个模型 (连同冻结的底座) 换成续训状态里的权重: --init 换成了别的底座时拒绝续训,
-    否则训练的是旧底座, 适配器却记着新底座的指纹。"""
+    否则训练的是旧底座, 适配器却记着新底座的指纹。换了决定数据顺序的 --batch_size 也拒绝。"""
     root = base
     tok = Tokenizer.load(str(root / "data/tokenizer.json"))
     other = tmp_path / "other_base.pt"
@@ -619,9 +633,13 @@ def test_lora_resume_refuses_a_different_base(base, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", argv)
     train_lora.main()
     monkeypatch.setattr(sys, "argv", argv + ["--resume", "--init", str(other)])
-    with pytest.raises(SystemExit, match="是从另一个起点训练的 .*base_fingerprint.*同一个 --init") as e:
+    with pytest.raises(SystemExit, match="对不上 .*base_fingerprint.*同一个 --init") as e:
         train_lora.main()
     assert str(e.value).startswith("错误: ") and "\n" not in str(e.value)
+    # 换了 batch 大小, 按步数找回的数据位置就不对了
+    monkeypatch.setattr(sys, "argv", argv + ["--resume", "--batch_size", "4"])
+    with pytest.raises(SystemExit, match="对不上 .*batch_size: 当时 8, 现在 4"):
+        train_lora.main()
     monkeypatch.setattr(sys, "argv", argv + ["--resume"])  # 原来的底座照常续训
     train_lora.main()
     assert load_checkpoint(out)["metrics"]["steps"] == 3
