@@ -37,10 +37,14 @@ def save_checkpoint(path, obj):
         raise
 
 
-def check_output_path(path, flag="--out"):
-    """开始花时间的工作之前先确认结果写得出去: path 不是目录, 所在目录建得出来、可写。"""
+def check_output_path(path, flag="--out", inputs=()):
+    """开始花时间的工作之前先确认结果写得出去: path 不是目录, 所在目录建得出来、可写,
+    也不是这次要读的某个输入 (inputs: [(参数名, 路径)]) —— 否则写结果时就把输入覆盖了。"""
     if not os.path.basename(path) or os.path.isdir(path):
         raise SystemExit(f"错误: {flag} {path!r} 是目录, 这里要一个文件路径 (例如 checkpoints/model.pt)")
+    for in_flag, src in inputs:
+        if src and os.path.isfile(src) and os.path.isfile(path) and os.path.samefile(src, path):
+            raise SystemExit(f"错误: {flag} {path} 就是 {in_flag} 读的文件, 写结果会把它覆盖。换一个 {flag}")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -164,6 +168,9 @@ def load_model(path, device="cpu", lora=None):
     if ckpt["kind"] == "lora_adapter":
         adapter, adapter_path = ckpt, path
         path = resolve_base_path(path, ckpt["base"]["path"])
+        if not os.path.isfile(path):
+            raise SystemExit(f"错误: 找不到适配器 {adapter_path} 的底座 {path} (训练时记下的路径)。把底座放回那里, "
+                             f"或者直接指定底座: python chat.py --checkpoint 底座.pt --lora {adapter_path}")
         ckpt = load_checkpoint(path, kinds=("model",))
     if lora:
         if adapter:
@@ -183,6 +190,11 @@ def apply_adapter(model, adapter, adapter_path, base_path):
     if fp != adapter["base"]["fingerprint"]:
         raise SystemExit(f"错误: 适配器 {adapter_path} 是在另一个底座上训练的 (指纹 {adapter['base']['fingerprint']}), "
                          f"而 {base_path} 的指纹是 {fp}。请用训练它时的底座 {adapter['base']['path']}")
-    cfg = adapter["lora_config"]
-    apply_lora(model, cfg["target_modules"], r=cfg["r"], alpha=cfg["alpha"], dropout=cfg["dropout"])
-    load_lora_state_dict(model, adapter["lora_state"])
+    try:
+        cfg = adapter["lora_config"]
+        apply_lora(model, cfg["target_modules"], r=cfg["r"], alpha=cfg["alpha"], dropout=cfg["dropout"])
+        load_lora_state_dict(model, adapter["lora_state"])
+    except SystemExit as e:  # lora.py 的说明是对 "参数" 说的; 这里的毛病在适配器文件里, 补上是哪个文件
+        raise SystemExit(f"错误: 适配器 {adapter_path} 的内容不对: {str(e.code).removeprefix('错误: ')}") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise SystemExit(f"错误: 适配器 {adapter_path} 的 LoRA 配置不完整或不对 ({type(e).__name__}: {e})。请重新训练") from None

@@ -231,9 +231,11 @@ def main():
             raise SystemExit(f"错误: --{flag} 必须是正整数, 收到 {getattr(args, flag)}")
     if args.samples < 0 or args.ppl_blocks < 0:
         raise SystemExit("错误: --samples 和 --ppl_blocks 不能是负数")
-    if args.json:
-        check_output_path(args.json, "--json")  # 评估要几分钟; 先确认结果写得出去
     paths = args.checkpoints or [c for c in DEFAULT_CHECKPOINTS if os.path.exists(c)]
+    if args.json:  # 评估要几分钟; 先确认结果写得出去, 而且不会盖掉要读的文件
+        inputs = [("--data_path", args.data_path), ("--ppl_path", args.ppl_path), *(("checkpoint", c) for c in paths),
+                  *(("--lora", a) for a in args.lora or [])]
+        check_output_path(args.json, "--json", inputs)
     if not paths:
         raise SystemExit("错误: 没有给出 checkpoint, checkpoints/ 下也没有。先运行 python pretrain.py 和 python train_sft.py")
     if args.lora and len(paths) != 1:

@@ -211,7 +211,9 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     rank, world, device = setup_distributed(args.device)
     main = rank == 0
     if main:  # 训练之前就确认结果存得下, 而不是训练完才发现 (只由 rank 0 试写, 免得几个进程同时建、删同一个文件)
-        check_output_path(args.out)
+        check_output_path(args.out, "--out", [(f"--{k}", getattr(args, k, None)) for k in ("data_path", "eval_path", "init", "tokenizer")])
+        for path in (*run_files(args.out), *(p + ".part" for p in run_files(args.out)[1:])):  # 旁边的续训状态、日志和曲线
+            check_output_path(path, "--out 旁边的文件")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # 即使 fp32 的矩阵乘也用 TF32 张量核
         torch.backends.cudnn.allow_tf32 = True
@@ -249,6 +251,9 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         if changed:
             raise SystemExit(f"错误: {resume_path} 和这次的设置对不上 ({'; '.join(changed)})。用当初的参数续训 "
                              f"(同一个 --init、--seed、--batch_size、--grad_accum、进程数、--weight_decay), 或去掉 --resume 从头训练")
+        if state["step"] > total_steps:  # 否则一步不训, 直接把续训状态里的权重存成最终模型 (盖掉 --out 原有的文件)
+            raise SystemExit(f"错误: {resume_path} 已经训练到第 {state['step']} 步, 超过了这次的总步数 {total_steps}。"
+                             "用当初的 --epochs / --max_steps 续训, 或去掉 --resume 从头训练")
         try:
             raw_model.load_state_dict(state["model_state"])
             optimizer.load_state_dict(state["optimizer"])

@@ -539,6 +539,39 @@ def test_script_errors(base, tmp_path):
     assert_one_line_error(run("train_lora.py", base, "--resume", "--out", str(tmp_path / "s.pt"), check=False), "对不上")
 
 
+def test_outputs_never_overwrite_inputs_or_finished_runs(base, tmp_path):
+    """写结果的路径不能是要读的输入; 旁边的日志是目录时开训前就停; 对不上的续训状态 (别的脚本的、换了起点的、
+    已经超过这次总步数的) 一律拒绝, --out 原有的文件不动。"""
+    data_copy = tmp_path / "train.jsonl"
+    data_copy.write_bytes((base / "data/sft_train.jsonl").read_bytes())
+    before = data_copy.read_bytes()
+    assert_one_line_error(run("train_sft.py", base, "--data_path", str(data_copy), "--out", str(data_copy), check=False),
+                          "就是 --data_path 读的文件")
+    ckpt = tmp_path / "base.pt"
+    ckpt.write_bytes((base / "checkpoints/base_model.pt").read_bytes())
+    assert_one_line_error(run("evaluate.py", base, str(ckpt), "--json", str(ckpt), check=False), "--json")
+    assert data_copy.read_bytes() == before and load_checkpoint(str(ckpt))["kind"] == "model"
+    (tmp_path / "y.log.csv").mkdir()
+    assert_one_line_error(run("train_sft.py", base, "--out", str(tmp_path / "y.pt"), check=False), "y.log.csv' 是目录")
+
+    out = tmp_path / "s.pt"
+    out.write_bytes(b"an earlier model")
+    weights = load_checkpoint(str(ckpt))["model_state"]
+    for run_info, step, pattern in [({"task": "pretrain"}, 1, "task: 当时 pretrain, 现在 sft"),
+                                    ({"task": "sft", "init_fingerprint": "0" * 16}, 1, "init_fingerprint: 当时 0000"),
+                                    ({}, 9, "已经训练到第 9 步, 超过了这次的总步数 2")]:
+        save_checkpoint(str(tmp_path / "s.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", "step": step, "history": [],
+                                                        "model_state": weights, "optimizer": {}, "run_info": run_info})
+        assert_one_line_error(run("train_sft.py", base, "--resume", "--max_steps", "2", "--out", str(out), check=False), pattern)
+    assert out.read_bytes() == b"an earlier model"
+
+
+def test_pretrain_empty_eval_text_is_one_line(base, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n\n", encoding="utf-8")
+    assert_one_line_error(run("pretrain.py", base, "--eval_path", str(tmp_path / "empty.txt"), "--max_steps", "1",
+                              "--out", str(tmp_path / "b.pt"), check=False), "里没有文字。检查 --eval_path")
+
+
 def test_pretrain_does_not_overwrite_user_data(tmp_path):
     """data/ 里有用户自己的 SFT 数据但没有预训练文本: 不自动生成示例数据 (那会覆盖它)。"""
     (tmp_path / "data").mkdir()
@@ -563,6 +596,9 @@ def test_bad_records_are_skipped(base, tmp_path):
     bad.write_text("{oops\n" + good, encoding="utf-8")
     r = run("train_sft.py", base, "--device", "cpu", "--data_path", str(bad), "--max_steps", "2", "--out", str(tmp_path / "m.pt"))
     assert f"{bad}:1: 无效的 JSON" in r.stderr and (tmp_path / "m.pt").exists()
+    # 验证集里的坏记录同样报告 (以前悄悄跳过)
+    r = run("train_sft.py", base, "--device", "cpu", "--eval_path", str(bad), "--max_steps", "2", "--out", str(tmp_path / "m.pt"))
+    assert f"{bad}:1: 无效的 JSON" in r.stderr
 
 
 def wait_for(path, timeout=180):
