@@ -90,6 +90,8 @@ def main():
     eval_set = PretrainDataset(eval_path, tokenizer, config.max_seq_len) if eval_path else None
     if len(train_set) == 0:
         raise SystemExit(f"错误: {args.data_path} 里没有文字。检查 --data_path")
+    if eval_set is not None and len(eval_set) == 0:  # 否则训练照常, 验证 loss 却一直是 nan
+        raise SystemExit(f"错误: 验证文本 {eval_path} 里没有文字。检查 --eval_path (不要验证就写 --eval_path '')")
 
     # 2. 模型: 随机初始化
     torch.manual_seed(args.seed)
@@ -98,7 +100,7 @@ def main():
 
     # 3. 训练 (与 SFT、LoRA 共用同一个循环)
     collate = lambda b: data.collate(b, tokenizer.pad_id)  # noqa: E731  补齐的位置 label = -100
-    metrics = train(model, train_set, eval_set, collate, args, run_info={"model_config": asdict(config)})
+    metrics = train(model, train_set, eval_set, collate, args, run_info={"task": "pretrain", "model_config": asdict(config)})
 
     # 4. 保存
     if not is_main_process():

@@ -66,7 +66,7 @@ def main():
     # 3. 训练 (同一个循环)
     # 底座指纹记进续训状态: --resume 时若 --init 已换成别的底座就拒绝 (续训会接着用旧底座的权重)
     metrics = train(model, train_set, eval_set, lambda b: data.collate(b, tokenizer.pad_id), args,
-                    run_info={"base_fingerprint": fingerprint})
+                    run_info={"task": "lora", "base_fingerprint": fingerprint})
 
     # 4. 保存: 只存适配器; 可选另存合并后的完整模型
     if not is_main_process():

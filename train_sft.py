@@ -21,6 +21,7 @@ import torch
 
 import data
 from checkpoint import build_model, load_checkpoint, save_model
+from lora import base_fingerprint
 from model import GPT, get_config
 from trainer import add_train_args, check_train_args, finish_run, is_main_process, train
 
@@ -58,7 +59,7 @@ def load_sft_data(args, tokenizer, max_length):
     train_set = data.SFTDataset(data.load_conversations(args.data_path, strict=args.strict), tokenizer, max_length, args.no_mask)
     eval_set = None
     if eval_path:
-        eval_set = data.SFTDataset(data.load_conversations(eval_path, strict=args.strict, quiet=True),
+        eval_set = data.SFTDataset(data.load_conversations(eval_path, strict=args.strict),
                                    tokenizer, max_length, args.no_mask)
     n_tok = sum(train_set.lengths)
     print(f"SFT 数据: {len(train_set)} 条对话, {n_tok:,} token"
@@ -82,8 +83,9 @@ def main():
     train_set, eval_set = load_sft_data(args, tokenizer, max_length)
     print(f"模型 {model.num_params() / 1e6:.2f}M 参数, 全部参与训练 (起点: {args.init})")
 
-    # 2. 训练
-    metrics = train(model, train_set, eval_set, lambda b: data.collate(b, tokenizer.pad_id), args)
+    # 2. 训练 (起点的指纹记进续训状态: --resume 时若 --init 换成了别的模型就拒绝, 续训会接着用旧起点的权重)
+    metrics = train(model, train_set, eval_set, lambda b: data.collate(b, tokenizer.pad_id), args,
+                    run_info={"task": "sft", "init_fingerprint": base_fingerprint(model)})
 
     # 3. 保存
     if is_main_process():
