@@ -186,13 +186,13 @@ class Tokenizer:
                 "merges": [[a, b] for a, b in self.merges], "special_tokens": list(SPECIAL_TOKENS)}
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d, source="这"):
         try:
             if d["type"] != "byte_bpe" or d["special_tokens"] != SPECIAL_TOKENS:
                 raise ValueError("type 或 special_tokens 不对")
             return cls(d["merges"], d["pattern"])
         except (KeyError, TypeError, ValueError, re.error) as e:
-            raise SystemExit(f"错误: 这不是本课程的分词器数据 ({e!r})。请用 python data.py --create_sample 重新生成") from None
+            raise SystemExit(f"错误: {source}不是本课程的分词器数据 ({e!r})。请用 python data.py --create_sample 重新生成") from None
 
     def save(self, path):
         # 先写临时文件再改名: 写到一半出错也不会毁掉已有的分词器文件
@@ -203,14 +203,17 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path):
+        if os.path.isdir(path):
+            raise SystemExit(f"错误: {path} 是目录, 不是分词器文件。写出文件名, 例如 {os.path.join(path, 'tokenizer.json')}")
         if not os.path.isfile(path):
             raise SystemExit(f"错误: 找不到分词器文件 {path}。请先运行 python data.py --create_sample")
         try:
             with open(path, encoding="utf-8") as f:
                 d = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise SystemExit(f"错误: 分词器文件 {path} 不是合法 JSON ({e})。请用 python data.py --create_sample 重新生成")
-        return cls.from_dict(d)
+        except (ValueError, RecursionError, UnicodeDecodeError) as e:  # ValueError 含 JSON 语法错误和超长的整数
+            raise SystemExit(f"错误: 分词器文件 {path} 不是合法 JSON ({type(e).__name__}: {str(e)[:100]})。"
+                             "请用 python data.py --create_sample 重新生成") from None
+        return cls.from_dict(d, source=f"分词器文件 {path} ")
 
 
 def _is_utf8(b):
@@ -257,10 +260,14 @@ def _read_text(path):
     raw = read_text(path)
     if not path.endswith((".json", ".jsonl")):
         return raw
-    try:
-        records = [json.loads(raw)] if path.endswith(".json") else [json.loads(x) for x in raw.split("\n") if x.strip()]
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"错误: {path} 不是合法 JSON ({e})。请换一个文件, 或用纯文本文件")
+    records = []
+    for line, s in enumerate([raw] if path.endswith(".json") else raw.split("\n"), 1):  # .jsonl 一行一条: 报错时给出行号
+        if s.strip():
+            try:
+                records.append(json.loads(s))
+            except (ValueError, RecursionError) as e:  # 语法错误、超长的整数、嵌套太深
+                where = path if path.endswith(".json") else f"{path}:{line}"
+                raise SystemExit(f"错误: {where}: 不是合法 JSON ({type(e).__name__}: {str(e)[:100]})。请换一个文件, 或用纯文本文件") from None
     strings, stack = [], records
     while stack:
         x = stack.pop()

@@ -198,6 +198,15 @@ def test_load_errors_are_one_line(tmp_path):
         Tokenizer.load(str(bad))
     with pytest.raises(SystemExit, match="不是本课程的分词器"):
         Tokenizer.from_dict({"type": "something_else"})
+    for name, text in [("deep.json", "[" * 100000), ("big.json", "1" * 5000), ("obj.json", '{"type": "x"}')]:
+        (tmp_path / name).write_text(text, encoding="utf-8")  # 嵌套太深 (RecursionError)、超长整数 (ValueError)、内容不对
+        with pytest.raises(SystemExit, match=f"分词器文件 {tmp_path / name} 不是"):
+            Tokenizer.load(str(tmp_path / name))
+    with pytest.raises(SystemExit, match="是目录, 不是分词器文件"):
+        Tokenizer.load(str(tmp_path))
+    (tmp_path / "t.jsonl").write_text('{"a": "x"}\n{"b": "y"}\n{oops\n' + "[" * 100000 + "\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"t.jsonl:3: 不是合法 JSON"):
+        _read_text(str(tmp_path / "t.jsonl"))
 
     latin1 = tmp_path / "latin1.txt"  # tokenizer.py --text 读的基准文本: 不是 UTF-8 时一行 file:line
     latin1.write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
