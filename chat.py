@@ -270,10 +270,14 @@ def parse_args(argv=None):
     g.add_argument("--prompt", default=None, help="只问这一句: 打印回答后退出")
     g.add_argument("--verbose", action="store_true", help="每个回答后在 stderr 打印 token 数和 tokens/s")
     args = p.parse_args(argv)
-    if not 0 <= args.temperature < math.inf or args.max_new_tokens < 1 or (args.top_k is not None and args.top_k < 1) \
-            or not 0 < args.top_p <= 1 or (args.seed is not None and not 0 <= args.seed < 2**63):
-        raise SystemExit("错误: 生成参数不合法。要求 --temperature >= 0 (有限的数), --max_new_tokens >= 1, --top_k >= 1, "
-                         "0 < --top_p <= 1, 0 <= --seed < 2^63")
+    bad = [f"{flag} {rule}, 收到 {value}" for flag, value, ok, rule in [
+        ("--temperature", args.temperature, 0 <= args.temperature < math.inf, "必须是 >= 0 的有限数"),
+        ("--max_new_tokens", args.max_new_tokens, args.max_new_tokens >= 1, "必须 >= 1"),
+        ("--top_k", args.top_k, args.top_k is None or args.top_k >= 1, "必须 >= 1"),
+        ("--top_p", args.top_p, 0 < args.top_p <= 1, "必须在 0 到 1 之间 (不含 0)"),
+        ("--seed", args.seed, args.seed is None or 0 <= args.seed < 2**63, "必须在 0 到 2^63-1 之间")] if not ok]
+    if bad:  # 一次列出所有不合法的参数 (NaN 与任何数比较都是 False, 也会落在这里)
+        raise SystemExit("错误: 生成参数不合法: " + "; ".join(bad))
     # logits / temperature: 温度小到 1e-39 这种程度时除法溢出成 inf, softmax 得到 NaN, 采出来的是乱码。
     # 0.001 已经几乎就是贪心了, 更小的温度没有意义
     if 0 < args.temperature < 1e-3:

@@ -78,7 +78,7 @@ def pick_device(name: str = "auto") -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
     kind = name.split(":")[0]
     if kind == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("错误: 这台机器上没有可用的 CUDA (--device cuda)。请改用 --device auto 或 --device cpu, "
+        raise SystemExit(f"错误: 这台机器上没有可用的 CUDA (--device {name})。请改用 --device auto 或 --device cpu, "
                          "或安装带 CUDA 的 PyTorch。")
     if kind == "mps" and not has_mps:
         raise SystemExit("错误: 这台机器上没有可用的 Apple MPS (--device mps)。请改用 --device auto 或 --device cpu。")

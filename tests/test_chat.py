@@ -240,6 +240,20 @@ def test_overlong_system_prompt_does_not_cost_the_history(files, monkeypatch, ca
     assert "丢掉了最早的" not in err
 
 
+def test_broken_adapter_file_is_named(files, tmp_path):
+    """适配器文件里的配置坏了、或记下的底座不见了: 报错说出是哪个适配器, 而不是像在说命令行参数。"""
+    from checkpoint import load_checkpoint, load_model, save_checkpoint
+    ck = load_checkpoint(files["a"])
+    bad = str(tmp_path / "bad_adapter.pt")
+    save_checkpoint(bad, {**ck, "lora_config": {**ck["lora_config"], "target_modules": ["foo_proj"]}})
+    with pytest.raises(SystemExit, match=f"^错误: 适配器 {bad} 的内容不对: target_modules 里的 'foo_proj'"):
+        load_model(bad)
+    lost = str(tmp_path / "lost_base.pt")
+    save_checkpoint(lost, {**ck, "base": {**ck["base"], "path": str(tmp_path / "gone.pt")}})
+    with pytest.raises(SystemExit, match=f"找不到适配器 {lost} 的底座 .*--lora {lost}"):
+        load_model(lost)
+
+
 class FakeModel:
     """假模型: 逐个字节吐出给定的 token, 用来测试流式解码和 Ctrl-C。"""
 
@@ -303,9 +317,9 @@ def test_ctrl_c_stops_reply_keeps_partial_in_history(files, capsys):
     ("not_ckpt", "不是完整的 checkpoint|不是本课程的 checkpoint"),
     ("wrong_base", "另一个底座"),
     ("cuda", "CUDA"),
-    ("bad_flag", "生成参数不合法"),
-    ("nan_flag", "生成参数不合法"),
-    ("big_seed", "生成参数不合法"),
+    ("bad_flag", "生成参数不合法: --temperature 必须是 >= 0 的有限数, 收到 -1.0$"),
+    ("nan_flag", "生成参数不合法: --temperature 必须是 >= 0 的有限数, 收到 nan; --top_k 必须 >= 1, 收到 0$"),
+    ("big_seed", "生成参数不合法: --seed 必须在 0 到 2\\^63-1 之间"),
     ("tiny_temperature", "--temperature 1e-39 太小 .*--temperature 0"),
 ])
 def test_bad_input_is_one_line_error(files, monkeypatch, capsys, case, pattern):
@@ -317,7 +331,7 @@ def test_bad_input_is_one_line_error(files, monkeypatch, capsys, case, pattern):
         "wrong_base": ["--checkpoint", files["sft"], "--lora", files["wrong_base"]],
         "cuda": ["--checkpoint", files["sft"], "--device", "cuda"],
         "bad_flag": ["--checkpoint", files["sft"], "--temperature", "-1"],
-        "nan_flag": ["--checkpoint", files["sft"], "--temperature", "nan"],
+        "nan_flag": ["--checkpoint", files["sft"], "--temperature", "nan", "--top_k", "0"],  # 每个不合法的都列出来
         "big_seed": ["--checkpoint", files["sft"], "--seed", str(2**64)],
         "tiny_temperature": ["--checkpoint", files["sft"], "--temperature", "1e-39"],  # logits / 1e-39 溢出, 采到乱码
     }[case]
