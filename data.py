@@ -354,12 +354,12 @@ def load_tokenizer(path=TOKENIZER_PATH):
 
 # ---------------------------------------------------------------- 命令行
 
-def create_sample(out_dir, seed, vocab_size):
+def create_sample(out_dir, seed, vocab_size, overwrite=False):
     import sample_data
     from tokenizer import SPECIAL_TOKENS, Tokenizer
     if vocab_size < 256 + len(SPECIAL_TOKENS):  # 写任何文件之前先查: 不合法时 out_dir 里原来的数据原样保留
         raise SystemExit(f"错误: --vocab_size {vocab_size} 太小。至少要 {256 + len(SPECIAL_TOKENS)} (256 个字节 + 特殊 token)")
-    info = sample_data.create_sample(out_dir=out_dir, seed=seed)
+    info = sample_data.create_sample(out_dir=out_dir, seed=seed, overwrite=overwrite)
     for name, path in info["files"].items():
         print(f"写入 {path}  ({info['counts'].get(name, '')})")
     # 分词器只在预训练文本上训练: 它属于底座 (课程第 3 步), SFT 沿用底座的词表, 不会改它。
@@ -367,6 +367,7 @@ def create_sample(out_dir, seed, vocab_size):
     with open(info["files"]["pretrain.txt"], encoding="utf-8") as f:
         tok = Tokenizer.train(f.read(), vocab_size)
     path = os.path.join(out_dir, "tokenizer.json")
+    sample_data.check_overwrite({path: json.dumps(tok.to_dict(), ensure_ascii=False)}, overwrite)  # 与 tok.save 写的完全一样
     tok.save(path)
     print(f"写入 {path}  (词表 {tok.vocab_size})")
 
@@ -425,6 +426,8 @@ def main():
     p.add_argument("--out_dir", default=DATA_DIR, help="--create_sample 的输出目录")
     p.add_argument("--seed", type=int, default=0, help="--create_sample 的随机种子 (同一种子生成同样的数据)")
     p.add_argument("--vocab_size", type=int, default=1536, help="--create_sample 训练的分词器词表大小")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--create_sample 时覆盖 --out_dir 里内容不同的已有文件 (默认拒绝: 那可能是你自己的数据)")
     args = p.parse_args()
 
     if not (args.create_sample or args.show or args.check):
@@ -432,7 +435,7 @@ def main():
     if args.max_length < 1:
         raise SystemExit(f"错误: --max_length 必须 >= 1, 收到 {args.max_length}")
     if args.create_sample:
-        create_sample(args.out_dir, args.seed, args.vocab_size)
+        create_sample(args.out_dir, args.seed, args.vocab_size, args.overwrite)
     if args.show:
         show(args.data_path, args.index, load_tokenizer(args.tokenizer), args.max_length)
     if args.check:

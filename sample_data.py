@@ -663,8 +663,23 @@ def _write(path, text):
     os.replace(tmp, path)
 
 
-def create_sample(out_dir="data", seed=0):
-    """生成样例世界并写入 out_dir; 返回 {"files": {文件名: 路径}, "counts": {...}}。同一个 seed 结果逐字节相同。"""
+def check_overwrite(texts, overwrite):
+    """texts: {路径: 要写进去的文字}。已有的文件内容不同 (自己的数据, 或别的 --seed 生成的) 时, 除非 overwrite, 停下、一个也不写。
+    内容相同就照常写: 重跑 run_lesson.sh 时每次都重新生成, 结果逐字节相同。"""
+    changed = []
+    for path, text in texts.items():
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="replace", newline="") as f:
+                if f.read() != text:
+                    changed.append(path)
+    if changed and not overwrite:
+        raise SystemExit(f"错误: {', '.join(changed)} 已经存在, 内容和要生成的示例数据不同 (你自己的数据, 或别的 --seed 生成的)。"
+                         "确定要覆盖就加 --overwrite, 或者换一个 --out_dir")
+
+
+def create_sample(out_dir="data", seed=0, overwrite=False):
+    """生成样例世界并写入 out_dir; 返回 {"files": {文件名: 路径}, "counts": {...}}。同一个 seed 结果逐字节相同。
+    out_dir 里已有内容不同的同名文件时, 除非 overwrite, 什么都不写 (check_overwrite)。"""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise SystemExit(f"错误: 输出位置 {out_dir} 已存在但不是文件夹。请换一个 --out_dir")
     world = World(seed)
@@ -680,6 +695,7 @@ def create_sample(out_dir="data", seed=0):
     texts = {"sft_train.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in train),
              "sft_eval.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in evals),
              "pretrain.txt": "\n".join(pretrain) + "\n", "pretrain_eval.txt": "\n".join(pretrain_eval) + "\n"}
+    check_overwrite({os.path.join(out_dir, name): text for name, text in texts.items()}, overwrite)
     try:
         os.makedirs(out_dir, exist_ok=True)
         files = {}
@@ -703,8 +719,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="生成样例世界 (SFT 训练/评测对话和预训练文本), 不训练分词器")
     parser.add_argument("--out_dir", default="data", help="输出目录")
     parser.add_argument("--seed", type=int, default=0, help="随机种子: 同一个种子生成逐字节相同的文件")
+    parser.add_argument("--overwrite", action="store_true", help="覆盖输出目录里内容不同的已有文件 (默认拒绝)")
     args = parser.parse_args()
-    info = create_sample(args.out_dir, args.seed)
+    info = create_sample(args.out_dir, args.seed, args.overwrite)
     for name, path in info["files"].items():
         print(f"写入 {path}  ({info['counts'][name]} {'条对话' if name.endswith('.jsonl') else '段'})")
     rest = {k: v for k, v in info["counts"].items() if k not in info["files"]}

@@ -278,6 +278,22 @@ def test_out_dir_that_is_a_file(tmp_path):
         create_sample(out_dir=str(path))
 
 
+def test_create_sample_does_not_overwrite_other_data(tmp_path):
+    """重新生成同样的数据照常进行; 已有文件内容不同 (用户改过、或别的 seed) 时一个也不写, 除非 overwrite。"""
+    import data
+    data.create_sample(str(tmp_path), 0, 300)
+    data.create_sample(str(tmp_path), 0, 300)  # run_lesson.sh 每次都重新生成: 内容相同, 不报错
+    mine = tmp_path / "sft_train.jsonl"
+    mine.write_text("my own data\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=f"{mine} 已经存在, 内容和要生成的示例数据不同.*--overwrite"):
+        data.create_sample(str(tmp_path), 0, 300)
+    assert mine.read_text(encoding="utf-8") == "my own data\n"
+    data.create_sample(str(tmp_path), 0, 300, overwrite=True)
+    (tmp_path / "tokenizer.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(SystemExit, match="tokenizer.json 已经存在"):
+        data.create_sample(str(tmp_path), 0, 300)
+
+
 def test_tokens_fit_and_are_all_pretrained(tmp_path):
     # 用课程里真正的流程 (data.py --create_sample: 生成数据 + 在预训练文本上训练分词器) 编码每一条对话
     import data
