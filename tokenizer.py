@@ -187,6 +187,7 @@ class Tokenizer:
 
     @classmethod
     def from_dict(cls, d, source="这"):
+        # source: 报错时怎么称呼这份数据 (Tokenizer.load 传入 "分词器文件 <路径> ", 说出是哪个文件)
         try:
             if d["type"] != "byte_bpe" or d["special_tokens"] != SPECIAL_TOKENS:
                 raise ValueError("type 或 special_tokens 不对")
