@@ -210,9 +210,13 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     check_train_args(args)
     rank, world, device = setup_distributed(args.device)
     main = rank == 0
+    # 这次运行的续训状态、CSV 日志和 loss 曲线。日志和曲线先写在 *.part 里, 最终模型存好后 finish_run 才换到正式位置:
+    # 一次失败的运行 (NaN、Ctrl-C、崩溃) 不会覆盖上一个模型的日志
+    resume_path, log_path, png_path = run_files(args.out)
+    log_part, png_part = log_path + ".part", png_path + ".part"
     if main:  # 训练之前就确认结果存得下, 而不是训练完才发现 (只由 rank 0 试写, 免得几个进程同时建、删同一个文件)
         check_output_path(args.out, "--out", [(f"--{k}", getattr(args, k, None)) for k in ("data_path", "eval_path", "init", "tokenizer")])
-        for path in (*run_files(args.out), *(p + ".part" for p in run_files(args.out)[1:])):  # 旁边的续训状态、日志和曲线
+        for path in (resume_path, log_path, png_path, log_part, png_part):
             check_output_path(path, "--out 旁边的文件")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # 即使 fp32 的矩阵乘也用 TF32 张量核
@@ -235,10 +239,6 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
         raise SystemExit(f"错误: 训练数据只有 {len(train_set)} 条, 不够一个优化步 ({step_bs} 条)。调小 --batch_size 或 --grad_accum")
     total_steps = args.max_steps or max(1, int(args.epochs * steps_per_epoch))
 
-    # 这次运行的续训状态、CSV 日志和 loss 曲线。日志和曲线先写在 *.part 里, 最终模型存好后 finish_run 才换到正式位置:
-    # 一次失败的运行 (NaN、Ctrl-C、崩溃) 不会覆盖上一个模型的日志
-    resume_path, log_path, png_path = run_files(args.out)
-    log_part, png_part = log_path + ".part", png_path + ".part"
     step, history = 0, []
     run_info = {**(run_info or {}), "seed": args.seed, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
                 "processes": world, "weight_decay": args.weight_decay}
