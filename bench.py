@@ -403,6 +403,11 @@ def main():
             import transformers  # noqa: F401
         except ImportError:
             raise SystemExit("错误: --compare_hf 需要 transformers 和 peft。先运行 pip install -r requirements-bench.txt")
+    if args.data_dir != data.DATA_DIR and not os.path.isdir(args.data_dir):
+        raise SystemExit(f"错误: 找不到数据目录 {args.data_dir} (--data_dir)。不给这个参数就用 {data.DATA_DIR}/ (没有时临时生成示例数据)")
+    # padding 比例按课程的训练器组 batch: 在 --quick 缩小形状之前定下 batch 和长度 (256 = train_sft.py 的 --max_length 默认值),
+    # 这样冒烟测试量出的也是真实的数
+    pad_batch, pad_len = args.batch_size, min(256, get_config(args.preset).max_seq_len)
     if args.quick:  # 冒烟测试: tiny 模型, 每项只跑一次
         args.preset = args.big_preset = "tiny"
         args.batch_size, args.seq_len, args.gen_tokens, args.prompt_len = 2, 32, 8, 8
@@ -466,11 +471,10 @@ def main():
            "nocache_tokens_per_s": args.gen_tokens / times["ours", False], "ids": infos["ours"]["ids"]}
     hf_gen = None if not args.compare_hf else {"cache_tokens_per_s": args.gen_tokens / times["hf", True],
                                                "ids": infos["hf"]["ids"], "logits_diff": infos["hf"]["logits_diff"]}
-    # 256 = train_sft.py 的 --max_length 默认值
-    pad, tok_mb_s, data_note = data_figures(args.data_dir, args.batch_size, min(256, cfg.max_seq_len), args.repeats)
+    pad, tok_mb_s, data_note = data_figures(args.data_dir, pad_batch, pad_len, args.repeats)
 
     res = dict(peak=max(peaks), peaks=peaks, mm_size=mm_size, train=train, hf_train=hf_train, compiled=compiled,
-               big=big, gen=gen, hf_gen=hf_gen, pad=pad, tok_mb_s=tok_mb_s, data_note=data_note, device=device)
+               big=big, gen=gen, hf_gen=hf_gen, pad=pad, pad_batch=pad_batch, tok_mb_s=tok_mb_s, data_note=data_note, device=device)
     report(args, res)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -513,7 +517,7 @@ def report(args, res):
         print(f"  HF generate() {hf_gen['cache_tokens_per_s']:,.0f} tok/s, 我们/HF "
               f"{ratio(gen['cache_tokens_per_s'], hf_gen['cache_tokens_per_s'])}; 两边贪心输出前 {same} 个 token 相同")
         print(f"  拷贝权重后 logits 最大差 {diff:.2e} (要求 < 1e-4)")
-    print(f"\npadding 比例 {res['pad']:.1%} (batch {args.batch_size}, length_grouped_batches; 数据: {res['data_note']})")
+    print(f"\npadding 比例 {res['pad']:.1%} (batch {res['pad_batch']}, length_grouped_batches; 数据: {res['data_note']})")
     print(f"分词器编码 {res['tok_mb_s']:.2f} MB/s")
 
     checks = [("MFU >= 60% (全参)", mfu(train["full"], peak) >= 0.6),

@@ -397,7 +397,9 @@ def show(path, index, tokenizer, max_length):
 
 
 def check(path, tokenizer, max_length, strict):
+    """打印数据文件的体检报告, 返回坏记录的条数 (main 据此以非零状态退出, 脚本里可以 `data.py --check f && 训练`)。"""
     records = load_records(path, strict=strict, max_report=None)
+    bad = sum(1 for _ in read_records(path)) - len(records)
     convs = [m for _, m in records]
     lengths = sorted(len(render_chat(m, tokenizer)[0]) for m in convs)
     n_turns = sum(sum(x["role"] == "assistant" for x in m) for m in convs)
@@ -409,6 +411,7 @@ def check(path, tokenizer, max_length, strict):
     print(f"超长需截断 (整轮丢弃最旧的): {truncated} 条")
     print(f"截断后没有可训练 token (将被丢弃): {empty} 条")
     print("会丢掉结尾 <|endoftext|> 的回复: 0 条 (截断只整轮丢弃, 从不切开一个回答)")
+    return bad
 
 
 def main():
@@ -438,8 +441,8 @@ def main():
         create_sample(args.out_dir, args.seed, args.vocab_size, args.overwrite)
     if args.show:
         show(args.data_path, args.index, load_tokenizer(args.tokenizer), args.max_length)
-    if args.check:
-        check(args.check, load_tokenizer(args.tokenizer), args.max_length, args.strict)
+    if args.check and check(args.check, load_tokenizer(args.tokenizer), args.max_length, args.strict):
+        sys.exit(1)  # 坏记录已逐条列在上面; 训练时会跳过它们, 但文件本身有问题
 
 
 if __name__ == "__main__":

@@ -80,6 +80,8 @@ def check_train_args(args):
         bad.append(f"--seed 必须在 0 到 2^63-1 之间, 收到 {args.seed}")
     if bad:
         raise SystemExit("错误: " + "; ".join(bad))
+    from model import pick_device
+    pick_device(args.device)  # 没有 CUDA 却写了 --device cuda: 读数据、建模型之前就说
 
 
 def side_path(out, suffix):

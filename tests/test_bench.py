@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from bench import TrainRun, profile_shares, train_flops_per_token
+import data
+from bench import TRAINER_SEED, TrainRun, profile_shares, train_flops_per_token
 from lora import apply_lora
 from model import GPT, get_config
 from tokenizer import Tokenizer
@@ -51,6 +52,12 @@ def test_quick_run_writes_documented_json(data_dir, tmp_path):
     assert set(res["train_100m"]) == {"full", "lora_qv"}
     assert set(res["generate"]) == {"cache_tokens_per_s", "nocache_tokens_per_s"}
     assert 0 <= res["padding_fraction"] < 1 and res["tokenizer_mb_per_s"] > 0 and res["matmul_gflops"] > 0
+    # padding 比例按课程训练器的 batch (16) 和 --max_length (256) 组 batch, --quick 缩小的形状不影响它
+    ds = data.SFTDataset(data.load_conversations(str(data_dir / "sft_train.jsonl"), quiet=True),
+                         Tokenizer.load(str(data_dir / "tokenizer.json")), 256)
+    batches = data.length_grouped_batches(ds.lengths, 16, seed=TRAINER_SEED, drop_last=True)
+    assert res["padding_fraction"] == pytest.approx(data.padding_fraction(ds.lengths, batches))
+    assert "(batch 16," in r.stdout
     if HAS_HF:
         assert "logits 最大差" in r.stdout
         assert set(res["hf"]) == {"train", "generate"}
@@ -80,6 +87,14 @@ def test_bad_flag_is_one_line():
                        text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert r.stderr.strip() == "错误: --threads 必须 >= 1, 收到 0; --repeats 必须 >= 1, 收到 0"
+
+
+def test_missing_data_dir_is_one_line(tmp_path):
+    """--data_dir 写错了: 一行报错, 而不是悄悄量一份临时生成的示例数据。"""
+    r = subprocess.run([sys.executable, "bench.py", "--quick", "--device", "cpu", "--data_dir", str(tmp_path / "nope")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and r.stdout == ""
+    assert r.stderr.startswith("错误: 找不到数据目录 ") and "--data_dir" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("where", ["dir", "file_as_folder"])

@@ -276,5 +276,7 @@ def test_many_bad_records_are_summarised(tmp_path, capsys, tok):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 21 and err[19].startswith(f"{path}:20: ")
     assert "跳过 50 条坏记录" in err[-1] and "python data.py --check" in err[-1]
-    data.check(str(path), tok, 64, strict=False)
+    assert data.check(str(path), tok, 64, strict=False) == 50
     assert len(capsys.readouterr().err.splitlines()) == 51
+    path.write_text(GOOD + "\n")
+    assert data.check(str(path), tok, 64, strict=False) == 0

@@ -514,7 +514,8 @@ def test_script_errors(base, tmp_path):
     assert_one_line_error(run("data.py", base, "--check", "data/sft_train.jsonl", "--max_length", "0", check=False),
                           "--max_length 必须 >= 1")
     if not torch.cuda.is_available():
-        assert_one_line_error(run("train_sft.py", base, "--device", "cuda", check=False), "CUDA")
+        # 设备在读数据、建模型之前就查: 数据路径也写错时, 先说的是 CUDA
+        assert_one_line_error(run("train_sft.py", base, "--device", "cuda", "--data_path", "nope.jsonl", check=False), "CUDA")
     (tmp_path / "text.pt").write_text("not a checkpoint")
     assert_one_line_error(run("train_sft.py", base, "--init", str(tmp_path / "text.pt"), check=False), "损坏或被截断")
     # 会毁掉已有文件、或者训练完才失败的输入: 开训之前就停下
