@@ -408,6 +408,8 @@ def main():
     # padding 比例按课程的训练器组 batch: 在 --quick 缩小形状之前定下 batch 和长度 (256 = train_sft.py 的 --max_length 默认值),
     # 这样冒烟测试量出的也是真实的数
     pad_batch, pad_len = args.batch_size, min(256, get_config(args.preset).max_seq_len)
+    if args.quick and (args.preset, args.big_preset) != ("default", "gpu"):
+        raise SystemExit("错误: --quick 固定用 tiny 形状, 会忽略 --preset / --big_preset。量真实的形状时去掉 --quick")
     if args.quick:  # 冒烟测试: tiny 模型, 每项只跑一次
         args.preset = args.big_preset = "tiny"
         args.batch_size, args.seq_len, args.gen_tokens, args.prompt_len = 2, 32, 8, 8

@@ -314,7 +314,10 @@ def main():
             piece = tok.decode_bytes([i])  # 半个汉字的 token 解不成文字, 就直接显示字节
             print(f"{i:>6}  {piece.decode()!r}" if _is_utf8(piece) else f"{i:>6}  {piece}")
     if args.bench or args.encode is None:  # 什么都不指定时默认测速
-        bench(tok, _read_text(args.text))
+        text = _read_text(args.text)
+        if not text.strip():
+            raise SystemExit(f"错误: {args.text} 里没有可测的文字 (空文件?)。用 --text 换一个文件")
+        bench(tok, text)
 
 
 if __name__ == "__main__":

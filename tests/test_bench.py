@@ -89,12 +89,15 @@ def test_bad_flag_is_one_line():
     assert r.stderr.strip() == "错误: --threads 必须 >= 1, 收到 0; --repeats 必须 >= 1, 收到 0"
 
 
-def test_missing_data_dir_is_one_line(tmp_path):
-    """--data_dir 写错了: 一行报错, 而不是悄悄量一份临时生成的示例数据。"""
+def test_missing_data_dir_or_preset_with_quick_is_one_line(tmp_path):
+    """--data_dir 写错了: 一行报错, 而不是悄悄量一份临时生成的示例数据; --quick 配 --preset: 说明 --quick 会忽略它。"""
     r = subprocess.run([sys.executable, "bench.py", "--quick", "--device", "cpu", "--data_dir", str(tmp_path / "nope")],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr and r.stdout == ""
     assert r.stderr.startswith("错误: 找不到数据目录 ") and "--data_dir" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "bench.py", "--quick", "--preset", "gpu"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0 and r.stdout == "" and r.stderr.startswith("错误: --quick 固定用 tiny 形状")
 
 
 @pytest.mark.parametrize("where", ["dir", "file_as_folder"])

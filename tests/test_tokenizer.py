@@ -212,3 +212,17 @@ def test_load_errors_are_one_line(tmp_path):
     latin1.write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
     with pytest.raises(SystemExit, match="latin1.txt:2: 不是 UTF-8"):
         _read_text(str(latin1))
+
+
+def test_bench_on_empty_text_is_one_line(tmp_path, tok):
+    """tokenizer.py --text 给了空文件: 一行报错、非零退出, 而不是三行 "跳过" 之后当作成功。"""
+    import os
+    import subprocess
+    import sys
+    tok.save(str(tmp_path / "tok.json"))
+    (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "tokenizer.py", "--tokenizer", str(tmp_path / "tok.json"), "--text",
+                        str(tmp_path / "empty.txt")], cwd=root, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and r.stdout == ""
+    assert r.stderr.strip() == f"错误: {tmp_path / 'empty.txt'} 里没有可测的文字 (空文件?)。用 --text 换一个文件"
