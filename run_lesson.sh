@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # 整节课从头到尾: 数据 -> 底座 -> 全参数 SFT -> LoRA -> 评估 -> 三个模型并排回答同样的问题。
-# 2 核 CPU 上默认设置约 14 分钟 (实测见 README 7.2)。有 GPU 的话: bash run_lesson.sh --device cuda
+# 2 核 CPU 上默认设置 13–14 分钟 (实测见 README 7.2)。有 GPU 的话: bash run_lesson.sh --device cuda
 # 额外参数 (如 --device cuda) 会传给每个训练脚本。
 set -euo pipefail
 cd "$(dirname "$0")"
