@@ -115,7 +115,7 @@ def exp_rank(fresh):
 
 def exp_lr(fresh):
     runs = {}
-    for lr in ("1e-4", "3e-4", "1e-3"):
+    for lr in ("1e-4", "2e-4", "3e-4", "1e-3"):
         runs[("全参数 SFT", lr)] = train(f"sft_full_lr{lr}" if lr != "1e-4" else "sft_full", "train_sft.py", "--lr", lr, fresh=fresh)
     for lr in ("1e-3", "3e-3", "1e-2", "3e-2"):
         runs[("LoRA r=8 q,v", lr)] = train(f"lora_qv_r8_lr{lr}" if lr != "1e-2" else "lora_qv_r8", "train_lora.py", "--lr", lr, fresh=fresh)
