@@ -1,7 +1,10 @@
 """tokenizer.py 的测试: 无损往返、数字单独成 token、特殊 token 不可伪造、训练确定、保存读取一致。
 语料写在这里 (几 KB), 不依赖 data/ 或任何外部文件。"""
 import json
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -216,9 +219,6 @@ def test_load_errors_are_one_line(tmp_path):
 
 def test_bench_on_empty_text_is_one_line(tmp_path, tok):
     """tokenizer.py --text 给了空文件: 一行报错、非零退出, 而不是三行 "跳过" 之后当作成功。"""
-    import os
-    import subprocess
-    import sys
     tok.save(str(tmp_path / "tok.json"))
     (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
