@@ -9,7 +9,7 @@
     python experiments.py lr         # 学习率与遗忘: 全参数 vs LoRA 在几个学习率下的 knowledge_unlock 与预训练困惑度
     python experiments.py ablation   # SFT 从零开始 (--init scratch) 与不做掩码 (--no_mask)
     python experiments.py adapters   # 同一个底座上的两个适配器 (普通 / 猫咪口吻), 在 chat.py 里切换
-    python experiments.py probe      # knowledge_unlock 和算术失败在哪: 直接问 vs 强制给出答案开头
+    python experiments.py probe      # knowledge_unlock 和算术失败在哪: 直接问 vs 强制给出答案开头; 错题里几成是算术
     python experiments.py arithmetic # 只练算术要多少训练才学得会 (2 核 CPU 上约 10 分钟)
     python experiments.py drills     # 在预训练文本里加几千道算式, 底座能学会算术吗
     python experiments.py topic      # 训练数据里没有 "先聊别的再问正事" 的对话时, 模型会怎样
@@ -213,11 +213,12 @@ def exp_probe(fresh):
     2. SFT 模型的 knowledge_unlock 和 arithmetic: 直接问 vs 强制给出参考答案的开头 (人名 / 算式, 如 "73减32")。
        两者相差越多, 失败越是在 "读懂问题、把名字或数抄对", 而不在记忆或计算; 再数一数直接问答错的题里有几题
        连问题里的人名或两个数都抄错了 (回答总以人名或题目里的算式开头)。
+    3. 整个评估集的错题里, 有多少是要说出算式结论的题 (见 error_sources)。
     """
     import torch
     from checkpoint import load_model
     from data import render_chat
-    from evaluate import load_eval_records, score
+    from evaluate import evaluate_model, load_eval_records, score
     from sample_data import ARITH_RE, ATTRS, make_people
     recall = base_recall(BASE)
     groups = list(dict.fromkeys(g for g, _ in recall))
@@ -251,7 +252,33 @@ def exp_probe(fresh):
                 [f"直接提问答错, 而且{what}就抄错了", pct(miscopied / len(recs))]]
         md += "\n\n" + table([f"全参数 SFT, {cat} ({len(recs)} 题)", "答对"], rows)
         raw[cat] = {"direct": direct, "forced": forced, "miscopied": miscopied, "n": len(recs)}
+    md += "\n\n" + error_sources(evaluate_model(model, tok, records, progress=False)["results"], raw)
     return md, raw
+
+
+def error_sources(results, raw):
+    """3. 错题从哪来: 要说出算式结论 ("等于…"/"equals …") 的题不只在 arithmetic 类里 ——
+    multi_turn 的 "结果再加上4是多少？"、system_prompt 的 "请用英文回答" 加一道算术题也是。分开数, 就知道
+    算术之外还差多少: 就算这些题全对, 总体最多能到多少。"""
+    def is_arith(r):
+        return r["answer"].startswith(("等于", "equals "))
+    rows, tot = [], {"n": 0, "arith": 0, "arith_ok": 0, "rest_ok": 0}
+    for cat in dict.fromkeys(r["category"] for r in results):
+        rs = [r for r in results if r["category"] == cat]
+        a = [r for r in rs if is_arith(r)]
+        c = {"n": len(rs), "arith": len(a), "arith_ok": sum(r["correct"] for r in a),
+             "rest_ok": sum(r["correct"] for r in rs if not is_arith(r))}
+        tot = {k: tot[k] + c[k] for k in tot}
+        rest = c["n"] - c["arith"]
+        rows.append([cat, c["n"], c["arith"], f"{c['arith_ok']} / {c['arith']}" if c["arith"] else "-",
+                     f"{c['rest_ok']} / {rest} ({pct(c['rest_ok'] / rest)})" if rest else "-"])
+    rest = tot["n"] - tot["arith"]
+    rows.append(["**总体**", tot["n"], tot["arith"], f"{tot['arith_ok']} / {tot['arith']}",
+                 f"{tot['rest_ok']} / {rest} ({pct(tot['rest_ok'] / rest)})"])
+    ceiling = (tot["rest_ok"] + tot["arith"]) / tot["n"]
+    raw["error_sources"] = dict(tot, ceiling_if_arith_right=ceiling)
+    return (table(["全参数 SFT 的评估集", "题数", "要说出算式结论的", "其中答对", "其余答对"], rows)
+            + f"\n\n要算术的题全对、其余不变时, 总体是 {pct(ceiling)}。")
 
 
 def exp_arithmetic(fresh, n_train=20000, steps=3000):

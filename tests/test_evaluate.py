@@ -249,3 +249,20 @@ def test_bad_ppl_path_is_reported_before_evaluating(world, ppl):
     lines = r.stderr.strip().splitlines()
     assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("错误") and "评估集" not in r.stdout
     assert ("读不了" if ppl == "dir" else "没有文字") in lines[0]
+
+
+def test_error_sources_counts_arithmetic_across_categories():
+    """experiments.py probe 的第三张表: 要说出算式结论的题在每个类别里分开数; "算术全对" 时的总体上限算得对。"""
+    from experiments import error_sources
+
+    def r(cat, answer, correct):
+        return {"category": cat, "answer": answer, "correct": correct}
+    results = [r("arithmetic", "等于68", False), r("arithmetic", "等于12", True),
+               r("multi_turn", "equals 72", False), r("multi_turn", "律师", True), r("multi_turn", "成都", False),
+               r("text_task", "“浅”", True), r("text_task", "“高”", False)]
+    raw = {}
+    md = error_sources(results, raw)
+    assert raw["error_sources"] == {"n": 7, "arith": 3, "arith_ok": 1, "rest_ok": 2, "ceiling_if_arith_right": 5 / 7}
+    assert "| multi_turn | 3 | 1 | 0 / 1 | 1 / 2 (50.0%) |" in md
+    assert "| text_task | 2 | 0 | - | 1 / 2 (50.0%) |" in md
+    assert "总体是 71.4%" in md
