@@ -126,11 +126,16 @@ class Bot:
         sys.stdout.write(pieces[-1] + "\n")
         sys.stdout.flush()
         answer = "".join(pieces)
-        if stopped:
-            note("(已停止生成; 这半截回答留在历史里)")
-        elif not answer:  # 不提示的话, 用户只看到一个空行, 以为程序卡了
-            note("(模型一开口就生成了结束符: 这次没有回答。换个问法, 或 /clear 开始新对话再问)")
-        self.history.append({"role": "assistant", "content": answer})
+        if not answer:  # 不提示的话, 用户只看到一个空行, 以为程序卡了
+            note(("(已停止生成, 还没有说出一个字" if stopped else "(模型一开口就生成了结束符: 这次没有回答")
+                 + "; 这个问题不留在历史里。换个问法, 或 /clear 开始新对话再问)")
+            # 训练数据里没有空回答 (data.py 把它当坏记录): 留着这一轮, 之后每个提示里都会有一段模型从没见过的
+            # "<|assistant|><|endoftext|>"
+            self.history.pop()
+        else:
+            if stopped:
+                note("(已停止生成; 这半截回答留在历史里)")
+            self.history.append({"role": "assistant", "content": answer})
         if args.verbose:
             dt = time.perf_counter() - t0
             where = self.name + (f" + 适配器 {self.adapter}" if self.adapter else "")

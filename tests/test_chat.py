@@ -292,13 +292,20 @@ def test_streaming_prints_only_whole_utf8_characters(files, monkeypatch):
     assert [w for w in out.writes if w] == ["你", "好", "\n"]
 
 
-def test_empty_reply_gets_a_note(files, capsys):
-    """模型立刻生成结束符: stdout 仍是一行 (空的, 脚本照样一问一行), stderr 说明这次没有回答。"""
+def test_empty_reply_gets_a_note_and_leaves_no_turn(files, capsys):
+    """模型立刻生成结束符: stdout 仍是一行 (空的, 脚本照样一问一行), stderr 说明这次没有回答;
+    这一问一答不进历史 —— 训练数据里没有空回答, 下一轮的提示里不该出现 "<|assistant|><|endoftext|>"。
+    被 Ctrl-C 打断时一个字还没说也一样。"""
     tok = files["tokenizer"]
     bot = chat.Bot("fake", FakeModel([tok.eot_id]), tok)
+    bot.history = [U("你是谁？"), A("我是小智。")]
     assert bot.reply("你好", chat.parse_args([])) == ""
     out, err = capsys.readouterr()
     assert out == "\n" and "没有回答" in err
+    assert bot.history == [U("你是谁？"), A("我是小智。")]
+    bot = chat.Bot("fake", FakeModel(tok.encode("喵"), interrupt_after=0), tok)
+    assert bot.reply("你好", chat.parse_args([])) == ""
+    assert bot.history == []
 
 
 def test_ctrl_c_stops_reply_keeps_partial_in_history(files, capsys):
