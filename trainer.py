@@ -116,7 +116,10 @@ def make_optimizer(model, lr, weight_decay, device):
 
 
 def lr_at(step, total, args):
-    """warmup 线性上升, 然后 cosine 从 lr 降到 lr × min_lr_ratio。"""
+    """warmup 线性上升, 然后 cosine 从 lr 降到 lr × min_lr_ratio。
+
+    step 从 0 数到 total - 1; 余弦在第 total 步 (训练结束的那一刻) 才恰好落到 lr × min_lr_ratio, 所以最后一步的学习率
+    略高于它 (和 nanoGPT 的写法一样; 课程的几百、上千步里差别可以忽略, 只有十来步的试跑才看得出来)。"""
     if step < args.warmup_steps:
         return args.lr * (step + 1) / args.warmup_steps
     progress = min(1.0, (step - args.warmup_steps) / max(1, total - args.warmup_steps))
