@@ -396,7 +396,8 @@ def main():
     if bad:
         raise SystemExit("错误: " + "; ".join(bad))
     if args.json:
-        check_output_path(args.json, "--json")  # 测量要几分钟; 先确认结果写得出去
+        # 测量要几分钟; 先确认结果写得出去。已有的文件必须是 bench.py 写过的结果, 才可以覆盖
+        check_output_path(args.json, "--json", ours=lambda obj: isinstance(obj, dict) and "train" in obj)
     if args.compare_hf:
         try:
             import peft  # noqa: F401
@@ -479,8 +480,11 @@ def main():
                big=big, gen=gen, hf_gen=hf_gen, pad=pad, pad_batch=pad_batch, tok_mb_s=tok_mb_s, data_note=data_note, device=device)
     report(args, res)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(summary(res, args.compare_hf), f, indent=2)
+        try:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(summary(res, args.compare_hf), f, indent=2)
+        except OSError as e:  # 例如磁盘满了: 表已经打印在上面
+            raise SystemExit(f"错误: 写不了 {args.json} ({e.strerror or e})。结果表在上面; 检查磁盘空间后重跑") from None
         print(f"写入 {args.json}")
 
 

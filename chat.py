@@ -283,6 +283,8 @@ def parse_args(argv=None):
         ("--seed", args.seed, args.seed is None or 0 <= args.seed < 2**63, "必须在 0 到 2^63-1 之间")] if not ok]
     if bad:  # 一次列出所有不合法的参数 (NaN 与任何数比较都是 False, 也会落在这里)
         raise SystemExit("错误: 生成参数不合法: " + "; ".join(bad))
+    if args.prompt is not None and not args.prompt.strip():  # 管道模式跳过空行; 一句空话也不该发给模型
+        raise SystemExit("错误: --prompt 是空的。写上要问的话, 例如 --prompt \"你好\"")
     # logits / temperature: 温度小到 1e-39 这种程度时除法溢出成 inf, softmax 得到 NaN, 采出来的是乱码。
     # 0.001 已经几乎就是贪心了, 更小的温度没有意义
     if 0 < args.temperature < 1e-3:

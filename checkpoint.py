@@ -11,6 +11,8 @@ LoRA 适配器 (kind="lora_adapter") 只存 lora_A/lora_B 和它的配置, 外�
     所以 checkpoint 里只放张量和 dict/list/str/int/float 这类基本类型。
   - 保存先写临时文件再 os.replace 改名 (原子操作): 中途崩溃不会留下半个文件, 也不会毁掉上一个好的 checkpoint。
 """
+import errno
+import json
 import os
 import pickle
 
@@ -34,17 +36,52 @@ def save_checkpoint(path, obj):
             os.remove(tmp)
         if isinstance(e, OSError):
             raise SystemExit(f"错误: 写不了 {path} ({e.strerror or e})。检查路径、权限和磁盘空间") from None
+        if isinstance(e, RuntimeError):  # torch.save 把写文件的失败 (多半是磁盘满了) 包成 RuntimeError: "unexpected pos ..."
+            raise SystemExit(f"错误: 写不了 {path} (torch.save 写到一半失败, 多半是磁盘满了)。检查磁盘空间; "
+                             f"{path} 原来的内容没有动") from None
         raise
 
 
-def check_output_path(path, flag="--out", inputs=()):
+def checkpoint_kind(path):
+    """path 是本课程的 checkpoint 时返回它的 kind ("model" / "lora_adapter" / "resume"), 否则 None。
+    mmap=True: 张量不读进内存, 大模型也只要一瞬间。"""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # 不是 torch 的 zip 文件 (文本、JSON、截断的文件……)
+        return None
+    return obj.get("kind") if isinstance(obj, dict) and obj.get("format") == FORMAT else None
+
+
+def check_output_path(path, flag="--out", inputs=(), kinds=None, ours=None):
     """开始花时间的工作之前先确认结果写得出去: path 不是目录, 所在目录建得出来、可写,
-    也不是这次要读的某个输入 (inputs: [(参数名, 路径)]) —— 否则写结果时就把输入覆盖了。"""
+    也不是这次要读的某个输入 (inputs: [(参数名, 路径)]) —— 否则写结果时就把输入覆盖了。
+
+    这个路径上已经有文件时, 只有 "同一种结果" 可以被覆盖 (重跑一次训练就换掉上次的模型, 这是预期的),
+    别的文件 (分词器、数据、README、另一种 checkpoint) 一律拒绝:
+      kinds: 要写的是 checkpoint, 路径要以 .pt 结尾, 已有的文件必须是这几种 kind 之一;
+      ours:  要写的是 JSON 结果, 路径要以 .json 结尾, 已有的文件必须让 ours(它的内容) 为真 (就是这个脚本写过的结果)。"""
     if not os.path.basename(path) or os.path.isdir(path):
         raise SystemExit(f"错误: {flag} {path!r} 是目录, 这里要一个文件路径 (例如 checkpoints/model.pt)")
     for in_flag, src in inputs:
         if src and os.path.isfile(src) and os.path.isfile(path) and os.path.samefile(src, path):
             raise SystemExit(f"错误: {flag} {path} 就是 {in_flag} 读的文件, 写结果会把它覆盖。换一个 {flag}")
+    suffix = ".pt" if kinds else ".json" if ours else None
+    if suffix and not path.endswith(suffix):  # 日志、曲线、续训状态按 --out 去掉扩展名来起名, 扩展名不对就会和别的文件撞名
+        raise SystemExit(f"错误: {flag} {path} 要以 {suffix} 结尾。例如 {os.path.splitext(path)[0] + suffix}")
+    if os.path.isfile(path) and (kinds or ours):
+        if kinds:
+            kind = checkpoint_kind(path)
+            ok = kind in kinds
+            what = f"是 {kind!r} 类型的 checkpoint (这里要写的是 {' 或 '.join(kinds)})" if kind else "不是本课程的 checkpoint"
+        else:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    ok = ours(json.load(f))
+            except (OSError, ValueError):
+                ok = False
+            what = "不是这个脚本写的结果"
+        if not ok:
+            raise SystemExit(f"错误: {flag} {path} 已经存在, 而且{what}, 写结果会把它覆盖。换一个 {flag}, 或先把它移走")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -71,11 +108,15 @@ def load_checkpoint(path, kinds=None, map_location="cpu"):
     except pickle.UnpicklingError as e:
         if "GLOBAL" in str(e):  # 引用了张量和基本类型以外的对象 (函数、类……): 这正是 pickle 执行代码的方式
             raise SystemExit(f"错误: {path} 含有 weights_only=True 不允许的对象 (可能携带代码), 拒绝加载。只加载本课程脚本保存的 checkpoint")
-        raise SystemExit(f"错误: {path} 不是完整的 checkpoint (文件损坏或被截断)。请重新训练或重新下载")
-    except OSError as e:  # 目录、没有读权限
-        raise SystemExit(f"错误: 读不了 {path} ({e.strerror or e})。检查路径和权限")
+        raise SystemExit(f"错误: {path} 不是完整的 checkpoint (文件损坏或被截断, 或者根本不是 .pt 文件)。请重新训练或重新下载")
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM):  # 没有读权限
+            raise SystemExit(f"错误: 读不了 {path} ({e.strerror})。检查文件的权限")
+        # 截断的 zip 文件也会让 torch 报 OSError (例如 "Invalid argument"): 那是文件坏了, 不是权限
+        raise SystemExit(f"错误: {path} 不是完整的 checkpoint (文件损坏或被截断: {e.strerror or e})。请重新训练或重新下载")
     except Exception as e:  # 截断、损坏、根本不是 torch 文件
-        raise SystemExit(f"错误: {path} 不是完整的 checkpoint (文件损坏或被截断: {type(e).__name__})。请重新训练或重新下载")
+        raise SystemExit(f"错误: {path} 不是完整的 checkpoint (文件损坏或被截断, 或者根本不是 .pt 文件: {type(e).__name__})。"
+                         "请重新训练或重新下载")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise SystemExit(f"错误: {path} 不是本课程的 checkpoint (缺少 format={FORMAT!r})。请用 pretrain.py / train_sft.py 生成的文件")
     if kinds and obj.get("kind") not in kinds:
@@ -142,6 +183,9 @@ def build_model(ckpt, path, device="cpu"):
         model = GPT(get_config("default", **ckpt["model_config"]))
         model.load_state_dict(ckpt["model_state"])
         tokenizer = Tokenizer.from_dict(ckpt["tokenizer"])
+        if tokenizer.vocab_size != model.config.vocab_size:  # 特殊 token 的 id 就对不上了, 生成时还会越界
+            raise SystemExit(f"错误: 分词器的词表有 {tokenizer.vocab_size} 个 token, 模型的 vocab_size 却是 "
+                             f"{model.config.vocab_size}: 它们不是一起训练的。请用同一次训练保存的 checkpoint")
     except SystemExit as e:  # get_config、分词器已经给了一行说明, 补上是哪个文件
         raise SystemExit(f"错误: {path}: {str(e.code).removeprefix('错误: ')}") from None
     except (KeyError, TypeError, RuntimeError, ValueError) as e:

@@ -174,7 +174,7 @@ def read_text(path):
 
 def _bad_json(e):
     """JSON 解析失败 (语法错误; 嵌套太深、数字太长之类) -> 这一行的坏记录说明。"""
-    return ValueError(f"无效的 JSON: {getattr(e, 'msg', type(e).__name__)}")
+    return ValueError(f"无效的 JSON: {getattr(e, 'msg', None) or f'{type(e).__name__}: {e}'[:160]}")
 
 
 def read_records(path):

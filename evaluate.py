@@ -210,6 +210,11 @@ def evaluate_checkpoint(name, path, lora, records, args, device, position=None):
     return s
 
 
+def is_results_json(obj):
+    """--json 指向已有的文件时, 它必须是 evaluate.py 写过的结果 ({checkpoint: {"overall": ...}}), 才可以覆盖。"""
+    return isinstance(obj, dict) and all(isinstance(v, dict) and "overall" in v for v in obj.values())
+
+
 def main():
     p = argparse.ArgumentParser(description="评估模型: 评估集准确率 (分类别)、停止率、预训练文本困惑度, 多个 checkpoint 并排比较")
     p.add_argument("checkpoints", nargs="*", help="完整模型或 LoRA 适配器的路径, 可以给多个 (默认: checkpoints/ 下已有的 base_model.pt、sft_model.pt、lora_adapter.pt)")
@@ -235,7 +240,7 @@ def main():
     if args.json:  # 评估要几分钟; 先确认结果写得出去, 而且不会盖掉要读的文件
         inputs = [("--data_path", args.data_path), ("--ppl_path", args.ppl_path), *(("checkpoint", c) for c in paths),
                   *(("--lora", a) for a in args.lora or [])]
-        check_output_path(args.json, "--json", inputs)
+        check_output_path(args.json, "--json", inputs, ours=is_results_json)
     if not paths:
         raise SystemExit("错误: 没有给出 checkpoint, checkpoints/ 下也没有。先运行 python pretrain.py 和 python train_sft.py")
     if args.lora and len(paths) != 1:
@@ -283,8 +288,11 @@ def main():
     if args.json:
         out = {name: {"overall": s["overall"], "categories": s["categories"], "stop_rate": s["stop_rate"],
                       "pretrain_ppl": s["pretrain_ppl"], "n": s["n"]} for name, s in summaries.items()}
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(out, f, ensure_ascii=False, indent=2)
+        try:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(out, f, ensure_ascii=False, indent=2)
+        except OSError as e:  # 例如磁盘满了: 表已经打印在上面
+            raise SystemExit(f"错误: 写不了 {args.json} ({e.strerror or e})。结果表在上面; 检查磁盘空间后重跑") from None
         print(f"结果已写入 {args.json}")
 
 

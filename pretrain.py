@@ -100,7 +100,9 @@ def main():
 
     # 3. 训练 (与 SFT、LoRA 共用同一个循环)
     collate = lambda b: data.collate(b, tokenizer.pad_id)  # noqa: E731  补齐的位置 label = -100
-    metrics = train(model, train_set, eval_set, collate, args, run_info={"task": "pretrain", "model_config": asdict(config)})
+    # 模型形状和分词器记进续训状态: --resume 时换了 --preset 或 --tokenizer 就拒绝 (同样大小的另一个词表, 每个 id 的意思都变了)
+    metrics = train(model, train_set, eval_set, collate, args,
+                    run_info={"task": "pretrain", "model_config": asdict(config), "tokenizer": tokenizer.fingerprint()})
 
     # 4. 保存
     if not is_main_process():

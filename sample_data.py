@@ -658,9 +658,14 @@ def build_pretrain(world, split):
 def _write(path, text):
     # 先写临时文件再改名: 中途出错也不会留下写了一半的数据文件
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:  # 磁盘满、Ctrl-C: 临时文件也不留下
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def check_overwrite(texts, overwrite):

@@ -185,6 +185,11 @@ class Tokenizer:
         return {"type": "byte_bpe", "version": 1, "pattern": self.pattern,
                 "merges": [[a, b] for a, b in self.merges], "special_tokens": list(SPECIAL_TOKENS)}
 
+    def fingerprint(self):
+        """合并表和切分规则的哈希 (16 个十六进制字符): 两个分词器的指纹相同, 每个 id 的含义就相同。预训练续训时核对。"""
+        import hashlib
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
     @classmethod
     def from_dict(cls, d, source="这"):
         # source: 报错时怎么称呼这份数据 (Tokenizer.load 传入 "分词器文件 <路径> ", 说出是哪个文件)
@@ -198,9 +203,14 @@ class Tokenizer:
     def save(self, path):
         # 先写临时文件再改名: 写到一半出错也不会毁掉已有的分词器文件
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, ensure_ascii=False)
-        os.replace(path + ".tmp", path)
+        try:
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                json.dump(self.to_dict(), f, ensure_ascii=False)
+            os.replace(path + ".tmp", path)
+        except BaseException:  # 磁盘满、Ctrl-C: 临时文件也不留下
+            if os.path.exists(path + ".tmp"):
+                os.remove(path + ".tmp")
+            raise
 
     @classmethod
     def load(cls, path):
@@ -255,6 +265,8 @@ def _merge_word(word, pair, new_id, freq, w, counts, where, changed, ok):
 
 def _read_text(path):
     """读基准文本; .json/.jsonl 只取其中的字符串值, 免得转义符和键名干扰统计。"""
+    if os.path.isdir(path):
+        raise SystemExit(f"错误: --text {path} 是目录, 这里要一个文本文件 (例如 data/pretrain.txt)")
     if not os.path.isfile(path):
         raise SystemExit(f"错误: 找不到文本文件 {path}。请先运行 python data.py --create_sample, 或用 --text 指定文件")
     from data import read_text  # 不是 UTF-8、读不了: 与数据文件同样的一行报错 (file:line)

@@ -45,7 +45,7 @@ def main():
     if args.merge:  # 训练之前就查: 训练完才发现存不了, 或者悄悄盖掉了底座, 都太晚了
         if os.path.abspath(merged_path) == os.path.abspath(args.init):
             raise SystemExit(f"错误: --merge 要把合并后的模型存到 {merged_path}, 那正是底座 --init, 会覆盖底座。换一个 --out")
-        check_output_path(merged_path, "--merge")
+        check_output_path(merged_path, "--merge", kinds=("model",))
 
     # 1. 底座与数据
     model, tokenizer = load_start(args, allow_scratch=False)
@@ -66,7 +66,7 @@ def main():
     # 3. 训练 (同一个循环)
     # 底座指纹记进续训状态: --resume 时若 --init 已换成别的底座就拒绝 (续训会接着用旧底座的权重)
     metrics = train(model, train_set, eval_set, lambda b: data.collate(b, tokenizer.pad_id), args,
-                    run_info={"task": "lora", "base_fingerprint": fingerprint})
+                    run_info={"task": "lora", "base_fingerprint": fingerprint}, out_kind="lora_adapter")
 
     # 4. 保存: 只存适配器; 可选另存合并后的完整模型
     if not is_main_process():

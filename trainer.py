@@ -204,8 +204,9 @@ class CtrlC:
             self.active = False
 
 
-def train(model, train_set, eval_set, collate_fn, args, run_info=None):
+def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind="model"):
     """训练 model (原地修改), 返回最终指标 dict。train_set 需要 .lengths 和 __getitem__ -> {input_ids, labels}。
+    out_kind: 调用者训练完要往 --out 存什么 ("model" 或 "lora_adapter"): --out 上已有别的文件时, 开训之前就拒绝。
 
     run_info: 写进续训状态的这次运行的起点 (例如模型配置、LoRA 底座的指纹)。--resume 时逐项核对:
     续训会把整个模型换成续训状态里的权重, 起点变了 (例如 --init 换成了重新训练过的底座) 还接着训,
@@ -219,8 +220,12 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
     # 一次失败的运行 (NaN、Ctrl-C、崩溃) 不会覆盖上一个模型的日志
     resume_path, log_path, png_path = run_files(args.out)
     log_part, png_part = log_path + ".part", png_path + ".part"
+    if not args.resume and os.path.exists(resume_path):  # 从头训练会在第一次保存时把它盖掉: 那次被中断的训练就丢了
+        raise SystemExit(f"错误: {resume_path} 里有一次没训练完的运行 (被中断或出错停下)。接着训练加 --resume "
+                         f"(可以换 --lr); 要从头训练, 先删掉它: rm {resume_path}")
     if main:  # 训练之前就确认结果存得下, 而不是训练完才发现 (只由 rank 0 试写, 免得几个进程同时建、删同一个文件)
-        check_output_path(args.out, "--out", [(f"--{k}", getattr(args, k, None)) for k in ("data_path", "eval_path", "init", "tokenizer")])
+        check_output_path(args.out, "--out", [(f"--{k}", getattr(args, k, None)) for k in ("data_path", "eval_path", "init", "tokenizer")],
+                          kinds=(out_kind,))
         for path in (resume_path, log_path, png_path, log_part, png_part):
             check_output_path(path, "--out 旁边的文件")
     if device.type == "cuda":
@@ -252,10 +257,11 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
             raise SystemExit(f"错误: 找不到续训状态 {resume_path}。去掉 --resume 从头训练, 或检查 --out")
         state = load_checkpoint(resume_path, kinds=("resume",))
         saved = state.get("run_info") or {}  # 旧版本写的续训状态没记的项不查
-        changed = [f"{k}: 当时 {saved[k]}, 现在 {v}" for k, v in run_info.items() if k in saved and saved[k] != v]
+        changed = [describe_change(k, saved[k], v) for k, v in run_info.items() if k in saved and saved[k] != v]
         if changed:
             raise SystemExit(f"错误: {resume_path} 和这次的设置对不上 ({'; '.join(changed)})。用当初的参数续训 "
-                             f"(同一个 --init、--seed、--batch_size、--grad_accum、进程数、--weight_decay), 或去掉 --resume 从头训练")
+                             f"(同一个 --init、--seed、--batch_size、--grad_accum、进程数、--weight_decay; 预训练还有模型大小和 --tokenizer), "
+                             "或去掉 --resume 从头训练")
         if state["step"] > total_steps:  # 否则一步不训, 直接把续训状态里的权重存成最终模型 (盖掉 --out 原有的文件)
             raise SystemExit(f"错误: {resume_path} 已经训练到第 {state['step']} 步, 超过了这次的总步数 {total_steps}。"
                              "用当初的 --epochs / --max_steps 续训, 或去掉 --resume 从头训练")
@@ -415,6 +421,14 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None):
             "train_s": time.time() - start}  # 这次运行的训练用时 (含定期验证; 续训时只算续上的这段)
 
 
+def describe_change(key, old, new):
+    """续训核对时一项对不上的说明。模型配置这类 dict 只列出变了的字段, 不把两份配置整个打印出来。"""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+        return f"{key}: " + ", ".join(f"{k} 当时 {old.get(k)}, 现在 {new.get(k)}" for k in keys)
+    return f"{key}: 当时 {old}, 现在 {new}"
+
+
 def run_files(out):
     """一次训练运行在 out 旁边的文件: (续训状态, CSV 日志, loss 曲线)。后两个在运行中叫 *.part。"""
     return side_path(out, ".resume.pt"), side_path(out, ".log.csv"), side_path(out, ".loss.png")
@@ -453,8 +467,12 @@ def plot_loss(history, path):
     ax.set_ylabel("loss")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100, format="png")  # 文件名以 .part 结尾, 格式要明说
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100, format="png")  # 文件名以 .part 结尾, 格式要明说
+    except OSError as e:  # 例如磁盘满了。模型还没存; 上次保存的续训状态 (如果有) 还在
+        raise SystemExit(f"错误: 写不了 loss 曲线 {path} ({e.strerror or e})。检查磁盘空间后重跑") from None
+    finally:
+        plt.close(fig)
 
 
 def is_main_process():

@@ -535,9 +535,9 @@ def test_script_errors(base, tmp_path):
     run("train_sft.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "1", "--save_interval", "1",
         "--out", str(tmp_path / "s.pt"))
     full_sft = load_checkpoint(str(tmp_path / "s.pt"))  # 全参数 SFT 的续训状态, 却拿去给 LoRA 续训
-    save_checkpoint(str(tmp_path / "s.resume.pt"), {"format": full_sft["format"], "kind": "resume", "step": 1, "history": [],
+    save_checkpoint(str(tmp_path / "l.resume.pt"), {"format": full_sft["format"], "kind": "resume", "step": 1, "history": [],
                                                     "model_state": full_sft["model_state"], "optimizer": {}})
-    assert_one_line_error(run("train_lora.py", base, "--resume", "--out", str(tmp_path / "s.pt"), check=False), "对不上")
+    assert_one_line_error(run("train_lora.py", base, "--resume", "--out", str(tmp_path / "l.pt"), check=False), "对不上")
 
 
 def test_outputs_never_overwrite_inputs_or_finished_runs(base, tmp_path):
@@ -556,7 +556,8 @@ def test_outputs_never_overwrite_inputs_or_finished_runs(base, tmp_path):
     assert_one_line_error(run("train_sft.py", base, "--out", str(tmp_path / "y.pt"), check=False), "y.log.csv' 是目录")
 
     out = tmp_path / "s.pt"
-    out.write_bytes(b"an earlier model")
+    out.write_bytes(ckpt.read_bytes())  # 上一次训练出的模型
+    earlier = out.read_bytes()
     weights = load_checkpoint(str(ckpt))["model_state"]
     for run_info, step, pattern in [({"task": "pretrain"}, 1, "task: 当时 pretrain, 现在 sft"),
                                     ({"task": "sft", "init_fingerprint": "0" * 16}, 1, "init_fingerprint: 当时 0000"),
@@ -564,7 +565,115 @@ def test_outputs_never_overwrite_inputs_or_finished_runs(base, tmp_path):
         save_checkpoint(str(tmp_path / "s.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", "step": step, "history": [],
                                                         "model_state": weights, "optimizer": {}, "run_info": run_info})
         assert_one_line_error(run("train_sft.py", base, "--resume", "--max_steps", "2", "--out", str(out), check=False), pattern)
-    assert out.read_bytes() == b"an earlier model"
+    assert out.read_bytes() == earlier
+
+
+def test_out_replaces_only_the_same_kind_of_result(base, tmp_path):
+    """--out / --json 上已有文件时, 只有同一种结果可以被覆盖 (重跑训练换掉上次的模型); 分词器、数据、README、
+    另一种 checkpoint 一律开训之前拒绝, 文件原样不动。--out 要以 .pt 结尾 (日志、曲线按它的名字起名)。"""
+    tok_json = tmp_path / "tokenizer.json"
+    tok_json.write_bytes((base / "data/tokenizer.json").read_bytes())
+    readme = tmp_path / "README.md"
+    readme.write_text("# 我的笔记\n", encoding="utf-8")
+    sft = tmp_path / "sft.pt"
+    sft.write_bytes((base / "checkpoints/base_model.pt").read_bytes())
+    files = {p: p.read_bytes() for p in (tok_json, readme, sft)}
+    train = ["--max_steps", "1"]
+    cases = [("train_sft.py", [*train, "--out", str(tok_json)], "要以 .pt 结尾"),
+             ("pretrain.py", [*train, "--out", str(readme)], "要以 .pt 结尾"),
+             ("train_sft.py", [*train, "--out", str(tmp_path / "sft")], "要以 .pt 结尾"),  # 会盖掉 sft.pt 的日志
+             ("train_lora.py", [*train, "--out", str(sft)], "是 'model' 类型的 checkpoint (这里要写的是 lora_adapter)"),
+             ("evaluate.py", [str(sft), "--json", str(tok_json)], "不是这个脚本写的结果"),
+             ("evaluate.py", ["checkpoints/base_model.pt", "--json", str(sft)], "要以 .json 结尾"),
+             ("bench.py", ["--quick", "--json", str(tok_json)], "不是这个脚本写的结果")]
+    for script, flags, pattern in cases:
+        assert_one_line_error(run(script, base, *flags, check=False), pattern)
+    (tmp_path / "notes.pt").write_text("not a checkpoint", encoding="utf-8")
+    assert_one_line_error(run("train_sft.py", base, "--max_steps", "1", "--out", str(tmp_path / "notes.pt"), check=False),
+                          "不是本课程的 checkpoint")
+    assert {p: p.read_bytes() for p in files} == files and not list(tmp_path.glob("*.log.csv*"))
+
+
+def test_check_output_path_accepts_its_own_earlier_result(tmp_path):
+    """同一种结果可以覆盖: 模型 -> 模型, evaluate 的结果 JSON -> 结果 JSON; 别的 JSON 不行。"""
+    from checkpoint import check_output_path
+    from evaluate import is_results_json
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(str(ckpt), {"format": "sft-lesson/v1", "kind": "model"})
+    check_output_path(str(ckpt), kinds=("model",))
+    with pytest.raises(SystemExit, match="是 'model' 类型的 checkpoint"):
+        check_output_path(str(ckpt), kinds=("lora_adapter",))
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps({"checkpoints/sft_model.pt": {"overall": 0.5}}), encoding="utf-8")
+    check_output_path(str(res), "--json", ours=is_results_json)
+    res.write_text(json.dumps({"merges": [[1, 2]]}), encoding="utf-8")
+    with pytest.raises(SystemExit, match="不是这个脚本写的结果"):
+        check_output_path(str(res), "--json", ours=is_results_json)
+
+
+def test_fresh_run_refuses_to_discard_an_interrupted_one(base, tmp_path):
+    """旁边有没训练完的续训状态时, 不加 --resume 的新运行开训之前就停: 否则它第一次保存就把那次运行盖掉了。"""
+    out = tmp_path / "s.pt"
+    run("train_sft.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "1", "--out", str(out))
+    save_checkpoint(str(tmp_path / "s.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", "step": 1})
+    before = (tmp_path / "s.resume.pt").read_bytes(), out.read_bytes()
+    assert_one_line_error(run("train_sft.py", base, "--max_steps", "2", "--out", str(out), check=False),
+                          "里有一次没训练完的运行 (被中断或出错停下)。接着训练加 --resume")
+    assert ((tmp_path / "s.resume.pt").read_bytes(), out.read_bytes()) == before
+
+
+def test_pretrain_resume_checks_the_tokenizer_and_names_only_changed_fields(base, tmp_path):
+    """同样大小的另一个分词器: 每个 id 的含义都变了, 续训拒绝。模型形状变了时只列出变了的字段。"""
+    from trainer import describe_change
+    for run_info, pattern in [({"task": "pretrain", "tokenizer": "0" * 16}, "tokenizer: 当时 0000000000000000, 现在 "),
+                              ({"task": "pretrain", "model_config": {"n_layer": 3}}, "model_config: n_layer 当时 3, 现在 2")]:
+        save_checkpoint(str(tmp_path / "b.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", "step": 1, "history": [],
+                                                        "model_state": {}, "optimizer": {}, "run_info": run_info})
+        assert_one_line_error(run("pretrain.py", base, *TINY, "--resume", "--max_steps", "2", "--out", str(tmp_path / "b.pt"),
+                                  check=False), pattern)
+    assert describe_change("model_config", {"n_layer": 2, "n_embd": 32}, {"n_layer": 3, "n_embd": 32}) \
+        == "model_config: n_layer 当时 2, 现在 3"
+
+
+def test_tokenizer_that_does_not_match_the_model_is_one_line(base, tmp_path):
+    """checkpoint 里的分词器和模型的 vocab_size 对不上 (手工拼出来的文件): 加载时一行, 而不是生成时越界。"""
+    ck = load_checkpoint(str(base / "checkpoints/base_model.pt"))
+    ck["tokenizer"]["merges"] = ck["tokenizer"]["merges"][:-3]
+    save_checkpoint(str(tmp_path / "odd.pt"), ck)
+    assert_one_line_error(run("chat.py", base, "--checkpoint", str(tmp_path / "odd.pt"), "--prompt", "你好", check=False),
+                          "分词器的词表有")
+
+
+def test_truncated_checkpoint_is_damage_not_permissions(base, tmp_path):
+    """截断在不同位置, torch 报的错不同 (RuntimeError, 或 "Invalid argument" 的 OSError): 都说文件坏了, 不说权限。"""
+    whole = (base / "checkpoints/base_model.pt").read_bytes()
+    for n in (1000, 5000, len(whole) // 2):
+        (tmp_path / "t.pt").write_bytes(whole[:n])
+        r = run("chat.py", base, "--checkpoint", str(tmp_path / "t.pt"), "--prompt", "你好", check=False)
+        assert_one_line_error(r, "损坏或被截断")
+        assert "权限" not in r.stderr
+
+
+def test_small_input_mistakes_are_one_line(base, tmp_path):
+    assert_one_line_error(run("chat.py", base, "--prompt", "  ", check=False), "--prompt 是空的")
+    assert_one_line_error(run("tokenizer.py", base, "--bench", "--text", "data", check=False), "--text data 是目录")
+    (tmp_path / "big.jsonl").write_text('{"n": ' + "9" * 5000 + "}\n", encoding="utf-8")
+    r = run("data.py", base, "--check", str(tmp_path / "big.jsonl"), check=False)
+    assert f"{tmp_path / 'big.jsonl'}:1: 无效的 JSON: ValueError: Exceeds the limit" in r.stdout + r.stderr
+
+
+def test_disk_full_during_save_is_one_line(tmp_path, monkeypatch):
+    """torch.save 把写文件的失败 (磁盘满) 包成 RuntimeError: 一行说明, 临时文件删掉, 原来的文件不动。"""
+    path = tmp_path / "m.pt"
+    path.write_bytes(b"old")
+
+    def full(obj, f):
+        f.write(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(SystemExit, match="多半是磁盘满了"):
+        save_checkpoint(str(path), {"format": "sft-lesson/v1"})
+    assert path.read_bytes() == b"old" and not (tmp_path / "m.pt.tmp").exists()
 
 
 def test_pretrain_empty_eval_text_is_one_line(base, tmp_path):
