@@ -397,7 +397,8 @@ def main():
         raise SystemExit("错误: " + "; ".join(bad))
     if args.json:
         # 测量要几分钟; 先确认结果写得出去。已有的文件必须是 bench.py 写过的结果, 才可以覆盖
-        check_output_path(args.json, "--json", ours=lambda obj: isinstance(obj, dict) and "train" in obj)
+        check_output_path(args.json, "--json", ours=lambda obj: isinstance(obj, dict)
+                          and {"train", "generate", "padding_fraction", "matmul_gflops"} <= obj.keys())
     if args.compare_hf:
         try:
             import peft  # noqa: F401

@@ -126,10 +126,10 @@ class Bot:
         sys.stdout.write(pieces[-1] + "\n")
         sys.stdout.flush()
         answer = "".join(pieces)
-        if not answer:  # 不提示的话, 用户只看到一个空行, 以为程序卡了
-            note(("(已停止生成, 还没有说出一个字" if stopped else "(模型一开口就生成了结束符: 这次没有回答")
+        if not answer.strip():  # 不提示的话, 用户只看到一个空行, 以为程序卡了
+            note(("(已停止生成, 还没有说出一个字" if stopped else "(模型没有回答: 一开口就生成了结束符, 或者只输出了空白")
                  + "; 这个问题不留在历史里。换个问法, 或 /clear 开始新对话再问)")
-            # 训练数据里没有空回答 (data.py 把它当坏记录): 留着这一轮, 之后每个提示里都会有一段模型从没见过的
+            # 训练数据里没有空白的回答 (data.py 把它当坏记录): 留着这一轮, 之后每个提示里都会有一段模型从没见过的
             # "<|assistant|><|endoftext|>"
             self.history.pop()
         else:

@@ -61,13 +61,15 @@ def check_output_path(path, flag="--out", inputs=(), kinds=None, ours=None):
       kinds: 要写的是 checkpoint, 路径要以 .pt 结尾, 已有的文件必须是这几种 kind 之一;
       ours:  要写的是 JSON 结果, 路径要以 .json 结尾, 已有的文件必须让 ours(它的内容) 为真 (就是这个脚本写过的结果)。"""
     if not os.path.basename(path) or os.path.isdir(path):
-        raise SystemExit(f"错误: {flag} {path!r} 是目录, 这里要一个文件路径 (例如 checkpoints/model.pt)")
+        raise SystemExit(f"错误: {flag} {path!r} 是目录, 这里要一个文件路径 (例如 {'runs/results.json' if ours else 'checkpoints/model.pt'})")
     for in_flag, src in inputs:
         if src and os.path.isfile(src) and os.path.isfile(path) and os.path.samefile(src, path):
             raise SystemExit(f"错误: {flag} {path} 就是 {in_flag} 读的文件, 写结果会把它覆盖。换一个 {flag}")
     suffix = ".pt" if kinds else ".json" if ours else None
     if suffix and not path.endswith(suffix):  # 日志、曲线、续训状态按 --out 去掉扩展名来起名, 扩展名不对就会和别的文件撞名
         raise SystemExit(f"错误: {flag} {path} 要以 {suffix} 结尾。例如 {os.path.splitext(path)[0] + suffix}")
+    if kinds and path.endswith(".resume.pt"):  # 这是训练旁边的续训状态的名字, 下一次训练会把它当成没训练完的运行
+        raise SystemExit(f"错误: {flag} {path}: 以 .resume.pt 结尾的名字留给续训状态。换一个名字, 例如 {path[:-10]}.pt")
     if os.path.isfile(path) and (kinds or ours):
         if kinds:
             kind = checkpoint_kind(path)
@@ -77,7 +79,7 @@ def check_output_path(path, flag="--out", inputs=(), kinds=None, ours=None):
             try:
                 with open(path, encoding="utf-8") as f:
                     ok = ours(json.load(f))
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):  # RecursionError: 嵌套几千层的 JSON
                 ok = False
             what = "不是这个脚本写的结果"
         if not ok:

@@ -212,7 +212,8 @@ def evaluate_checkpoint(name, path, lora, records, args, device, position=None):
 
 def is_results_json(obj):
     """--json 指向已有的文件时, 它必须是 evaluate.py 写过的结果 ({checkpoint: {"overall": ...}}), 才可以覆盖。"""
-    return isinstance(obj, dict) and all(isinstance(v, dict) and "overall" in v for v in obj.values())
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(v, dict) and {"overall", "categories", "stop_rate", "n"} <= v.keys() for v in obj.values())
 
 
 def main():

@@ -36,13 +36,21 @@ PRETRAIN_TEXT = "data/pretrain.txt"
 
 def train(name, script, *flags, fresh=False):
     """用课程脚本训练一个模型到 runs/<name>.pt, 返回它的指标 (trainer.train 记录在 checkpoint 里)。"""
-    out = os.path.join(RUNS, name + ".pt")
+    out, resume = os.path.join(RUNS, name + ".pt"), os.path.join(RUNS, name + ".resume.pt")
+    if fresh and os.path.exists(resume):  # --fresh: 从头训练, 上次没训练完的那次也不要了
+        os.remove(resume)
     if fresh or not os.path.exists(out):
+        # 上次被中断 (Ctrl-C) 的训练留下了续训状态: 接着训 (训练脚本不许新运行盖掉它)
+        flags = (*flags, "--resume") if os.path.exists(resume) else flags
         print(f"== 训练 {name}: python {script} {' '.join(flags)}", flush=True)
-        with open(os.path.join(RUNS, name + ".out"), "w") as log:
+        log_path = os.path.join(RUNS, name + ".out")
+        with open(log_path, "w") as log:
             r = subprocess.run([sys.executable, script, *flags, "--out", out], stdout=log, stderr=subprocess.STDOUT)
         if r.returncode != 0:
-            raise SystemExit(f"错误: {script} 训练 {name} 失败 (退出码 {r.returncode}), 详见 {RUNS}/{name}.out")
+            with open(log_path, errors="replace") as log:  # 训练脚本的错误只有一行, 在日志的最后
+                last = ([line.strip() for line in log.read().replace("\r", "\n").splitlines() if line.strip()] or [""])[-1]
+            raise SystemExit(f"错误: {script} 训练 {name} 失败 (退出码 {r.returncode}): {last.removeprefix('错误: ')} "
+                             f"(日志 {log_path})")
     ckpt = load_checkpoint(out)
     return {**ckpt["metrics"], "path": out, "file_mb": os.path.getsize(out) / 2**20}
 

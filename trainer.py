@@ -25,7 +25,7 @@ from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 
-from checkpoint import FORMAT, check_output_path, load_checkpoint, save_checkpoint
+from checkpoint import FORMAT, check_output_path, checkpoint_kind, load_checkpoint, save_checkpoint
 from data import IGNORE_INDEX, length_grouped_batches
 
 
@@ -221,6 +221,9 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
     resume_path, log_path, png_path = run_files(args.out)
     log_part, png_part = log_path + ".part", png_path + ".part"
     if not args.resume and os.path.exists(resume_path):  # 从头训练会在第一次保存时把它盖掉: 那次被中断的训练就丢了
+        if checkpoint_kind(resume_path) != "resume":
+            raise SystemExit(f"错误: {resume_path} 已经存在, 而且不是续训状态; 训练会在那里写续训状态, 把它覆盖。"
+                             "换一个 --out, 或先把它移走")
         raise SystemExit(f"错误: {resume_path} 里有一次没训练完的运行 (被中断或出错停下)。接着训练加 --resume "
                          f"(可以换 --lr); 要从头训练, 先删掉它: rm {resume_path}")
     if main:  # 训练之前就确认结果存得下, 而不是训练完才发现 (只由 rank 0 试写, 免得几个进程同时建、删同一个文件)

@@ -306,6 +306,9 @@ def test_empty_reply_gets_a_note_and_leaves_no_turn(files, capsys):
     bot = chat.Bot("fake", FakeModel(tok.encode("喵"), interrupt_after=0), tok)
     assert bot.reply("你好", chat.parse_args([])) == ""
     assert bot.history == []
+    bot = chat.Bot("fake", FakeModel(tok.encode("\n ") + [tok.eot_id]), tok)  # 只有空白, 也算没有回答
+    bot.reply("你好", chat.parse_args([]))
+    assert bot.history == [] and "没有回答" in capsys.readouterr().err
 
 
 def test_ctrl_c_stops_reply_keeps_partial_in_history(files, capsys):

@@ -604,11 +604,18 @@ def test_check_output_path_accepts_its_own_earlier_result(tmp_path):
     with pytest.raises(SystemExit, match="是 'model' 类型的 checkpoint"):
         check_output_path(str(ckpt), kinds=("lora_adapter",))
     res = tmp_path / "r.json"
-    res.write_text(json.dumps({"checkpoints/sft_model.pt": {"overall": 0.5}}), encoding="utf-8")
+    res.write_text(json.dumps({"checkpoints/sft_model.pt": {"overall": 0.5, "categories": {}, "stop_rate": 1.0, "n": 2}}),
+                   encoding="utf-8")
     check_output_path(str(res), "--json", ours=is_results_json)
-    res.write_text(json.dumps({"merges": [[1, 2]]}), encoding="utf-8")
+    for other in ({"merges": [[1, 2]]}, {}, {"x.pt": {"overall": 1}}):  # 别的 JSON、空对象、只像了一半的
+        res.write_text(json.dumps(other), encoding="utf-8")
+        with pytest.raises(SystemExit, match="不是这个脚本写的结果"):
+            check_output_path(str(res), "--json", ours=is_results_json)
+    res.write_text("[" * 5000, encoding="utf-8")  # 嵌套太深: json 报 RecursionError
     with pytest.raises(SystemExit, match="不是这个脚本写的结果"):
         check_output_path(str(res), "--json", ours=is_results_json)
+    with pytest.raises(SystemExit, match="留给续训状态"):
+        check_output_path(str(tmp_path / "y.resume.pt"), kinds=("model",))
 
 
 def test_fresh_run_refuses_to_discard_an_interrupted_one(base, tmp_path):
@@ -620,6 +627,33 @@ def test_fresh_run_refuses_to_discard_an_interrupted_one(base, tmp_path):
     assert_one_line_error(run("train_sft.py", base, "--max_steps", "2", "--out", str(out), check=False),
                           "里有一次没训练完的运行 (被中断或出错停下)。接着训练加 --resume")
     assert ((tmp_path / "s.resume.pt").read_bytes(), out.read_bytes()) == before
+    (tmp_path / "s.resume.pt").write_bytes(out.read_bytes())  # 那个名字上是别的文件 (一个模型): 不叫人删它
+    assert_one_line_error(run("train_sft.py", base, "--max_steps", "2", "--out", str(out), check=False),
+                          "已经存在, 而且不是续训状态")
+
+
+def test_experiments_resume_an_interrupted_run(tmp_path, monkeypatch):
+    """experiments.py 重跑时, 上次被中断的训练接着训 (加 --resume); 训练失败时那一行错误直接报出来。"""
+    import experiments
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs/x.resume.pt").write_bytes(b"")
+    calls = []
+
+    def fake_run(cmd, stdout, stderr):
+        calls.append(cmd)
+        save_checkpoint(cmd[-1], {"format": "sft-lesson/v1", "kind": "model", "metrics": {"steps": 1}})
+        return subprocess.CompletedProcess(cmd, 0)
+    monkeypatch.setattr(experiments.subprocess, "run", fake_run)
+    assert experiments.train("x", "train_sft.py", "--lr", "1e-4")["steps"] == 1
+    assert calls[0][1:] == ["train_sft.py", "--lr", "1e-4", "--resume", "--out", os.path.join("runs", "x.pt")]
+
+    def failing_run(cmd, stdout, stderr):
+        stdout.write("进度 10%\r进度 20%\n错误: --lr 必须在 0 到 1 之间\n")
+        return subprocess.CompletedProcess(cmd, 1)
+    monkeypatch.setattr(experiments.subprocess, "run", failing_run)
+    with pytest.raises(SystemExit, match=r"训练 y 失败 \(退出码 1\): --lr 必须在 0 到 1 之间 \(日志 runs/y.out\)"):
+        experiments.train("y", "train_sft.py")
 
 
 def test_pretrain_resume_checks_the_tokenizer_and_names_only_changed_fields(base, tmp_path):
