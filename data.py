@@ -224,6 +224,7 @@ def load_records(path, strict=False, quiet=False, check=None, max_report=20):
     max_report: 最多逐条列出几条坏记录 (None 表示全部): 拿错了文件 (比如把纯文本当成 .jsonl) 时不刷几千行屏。
     """
     good, bad, rejected = [], 0, None  # rejected: check 拒绝最后一条记录的原因
+    reports = []  # 坏记录的说明, 先攒着: 一条好记录也没有时 (多半拿错了文件) 只说一行, 不刷满屏
     for line, rec in read_records(path):
         messages = None
         try:
@@ -239,21 +240,24 @@ def load_records(path, strict=False, quiet=False, check=None, max_report=20):
             if strict:
                 raise SystemExit(f"错误: {path}:{line}: {e} (--strict 模式下遇到坏记录即停止; 去掉 --strict 可跳过)")
             bad += 1
-            if not quiet and (max_report is None or bad <= max_report):
-                print(f"{path}:{line}: {e} (已跳过)", file=sys.stderr)
+            if max_report is None or bad <= max_report:
+                reports.append(f"{path}:{line}: {e}")
+    if not good and not bad:
+        raise SystemExit(f"错误: {path} 里一条记录也没有 (空文件?)。换一个数据文件")
+    if not good and max_report is not None:  # 全是坏记录: 一行, 说出第一条的原因 (data.py --check 要逐条列出, 不走这里)
+        if rejected:  # data.py --check 不知道 check 的要求, 指过去只会说文件没问题: 直接说出原因
+            raise SystemExit(f"错误: {path} 里没有一条可用的记录 (例如: {rejected}; {bad} 条全是坏记录)。换一个文件, 或按这个原因修改记录")
+        raise SystemExit(f"错误: {path} 里没有一条可用的对话 ({bad} 条全是坏记录, 第一条: {reports[0]})。"
+                         f"换一个文件, 或用 python data.py --check {path} 逐条列出原因")
     if bad and not quiet:
+        for r in reports:
+            print(f"{r} (已跳过)", file=sys.stderr)
         more = ""
         if max_report is not None and bad > max_report:  # check 的额外要求 data.py --check 不查, 那时就不指过去
             more = f" (只列出了前 {max_report} 条" + ("" if rejected else f"; python data.py --check {path} 列出全部") + ")"
         print(f"{path}: 跳过 {bad} 条坏记录, 保留 {len(good)} 条{more}", file=sys.stderr)
-    if not good:
-        if not bad:
-            raise SystemExit(f"错误: {path} 里一条记录也没有 (空文件?)。换一个数据文件")
-        if rejected:  # data.py --check 不知道 check 的要求, 指过去只会说文件没问题: 直接说出原因
-            raise SystemExit(f"错误: {path} 里没有一条可用的记录 (例如: {rejected})。换一个文件, 或按上面逐条的原因修改记录")
-        listed = not quiet and (max_report is None or bad <= max_report)  # 原因都已逐条列在上面 (data.py --check 自己就走这里)
-        raise SystemExit(f"错误: {path} 里没有一条可用的对话。" + ("按上面逐条列出的原因修改记录" if listed
-                                                              else f"用 python data.py --check {path} 查看原因"))
+    if not good:  # data.py --check: 原因已逐条列在上面
+        raise SystemExit(f"错误: {path} 里没有一条可用的对话。按上面逐条列出的原因修改记录")
     return good
 
 

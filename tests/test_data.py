@@ -197,16 +197,23 @@ def test_json_array_bad_record_line(tmp_path, capsys):
     assert f"{path}:3: 空对话" in capsys.readouterr().err
 
 
-def test_no_usable_conversation_is_error(tmp_path):
+def test_no_usable_conversation_is_error(tmp_path, capsys):
     path = tmp_path / "d.jsonl"
     path.write_text('{"conversations": []}\n')
     with pytest.raises(SystemExit, match="没有一条可用的对话"):
         load_conversations(str(path), quiet=True)
     with pytest.raises(SystemExit, match="找不到数据文件"):
         load_conversations(str(tmp_path / "missing.jsonl"))
-    # 原因已经逐条列在上面时, 不再叫用户去跑 data.py --check (--check 自己就会走到这里, 那样是绕圈子)
-    with pytest.raises(SystemExit, match="按上面逐条列出的原因"):
+    # 拿错了文件 (几百行全是坏的): 只有一行, 说出第一条的原因, 不先刷 20 行 "(已跳过)"
+    path.write_text("这是一段纯文本, 不是对话。\n" * 300, encoding="utf-8")
+    with pytest.raises(SystemExit, match=rf"没有一条可用的对话 \(300 条全是坏记录, 第一条: .*d.jsonl:1: 无效的 JSON.*\)。"
+                                         rf"换一个文件, 或用 python data.py --check .*d.jsonl 逐条列出原因"):
         load_conversations(str(path))
+    assert capsys.readouterr().err == ""
+    # data.py --check 自己逐条列出了全部原因, 就不再叫用户去跑 --check (那样是绕圈子)
+    with pytest.raises(SystemExit, match="按上面逐条列出的原因"):
+        data.load_records(str(path), max_report=None)
+    assert capsys.readouterr().err.count("(已跳过)") == 300
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(SystemExit, match="一条记录也没有"):
         load_conversations(str(tmp_path / "empty.jsonl"))
