@@ -16,6 +16,7 @@
     python experiments.py tokenizer  # 一个 token 最多几个汉字: 分词器怎样决定底座的知识能不能被问出来
     python experiments.py unseen     # SFT 用到、预训练没见过的 token: 为什么 LoRA 很难学会它们
     python experiments.py copy       # 预训练里加些 "抄写" 段落, SFT 之后抄名字、抄数是否更准
+    python experiments.py words      # 翻译题: SFT 里的词多一些, 模型会不会从 "挑一个见过的词" 变成 "抄出问题里的词"
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -565,9 +566,82 @@ def exp_copy(fresh, n_paragraphs=300):
     return md, {"example": extra[:5], "eval": ev}
 
 
+# exp_words 的新词: 课程的 30 个中英词对 (sample_data.WORDS) 之外的 44 个, 每个汉字在课程的分词器里都是一个 token
+NEW_WORDS = [tuple(p.split("/")) for p in (
+    "天空/sky 雨/rain 雪/snow 风/wind 星星/star 树/tree 草/grass 石头/stone 海/sea 湖/lake 桥/bridge 城市/city 笔/pen "
+    "衣服/clothes 糖/sugar 西瓜/watermelon 马/horse 鸡/chicken 熊/bear 兔子/rabbit 医生/doctor 警察/police 农民/farmer "
+    "妈妈/mother 爸爸/father 孩子/child 头/head 春天/spring 夏天/summer 冬天/winter 早上/morning 明天/tomorrow 球/ball "
+    "名字/name 问题/question 歌/song 画/picture 朋友们/friends 国家/country 城/town 家/home 火/fire 冰/ice 云/cloud").split()]
+
+
+def exp_words(fresh, n_paragraphs=90):
+    """翻译题答错, 是因为 SFT 里只有 30 个词? 课程的 SFT 模型在留出的翻译问法上常常换了一个词 (问 "apple", 答 "moon"):
+    像 7.2 里 "抄名字" 那样, 它可能把 "抄出问题里的词再翻译" 学成了 "从见过的 30 个词里挑一个"。
+    这里给预训练文本加 90 段新词的词典句 (44 个新词, 每个约 6 句, 和原来 30 个词差不多), 重新预训练; 在新底座上做两次 SFT:
+    课程的 SFT 数据, 和多了这 44 个词的翻译题 (每个词 8 种问法, 共 352 条) 的 SFT 数据。评估集不变 (只考原来的 30 个词)。"""
+    import random
+    from data import load_tokenizer, TOKENIZER_PATH, TRAIN_PATH
+    from sample_data import TEXT_TEMPLATES, WORD_SENTENCES, WORDS
+    tok = load_tokenizer(TOKENIZER_PATH)
+    odd = [zh for zh, _ in NEW_WORDS if any(len(tok.encode(c)) != 1 for c in zh)]
+    if odd or {en for _, en in NEW_WORDS} & {en for _, en in WORDS}:
+        raise SystemExit(f"错误: 新词 {odd} 的字不是分词器里的单个 token (data/ 不是默认 seed 生成的?)。先运行 python data.py --create_sample")
+    rng = random.Random("words")
+    extra = ["".join(rng.choice(WORD_SENTENCES["dict"]).format(zh=zh, en=en) for zh, en in rng.sample(NEW_WORDS, 3))
+             for _ in range(n_paragraphs)]
+    _, base_w = pretrain_variant("words", read_pretrain_text() + "\n".join(extra) + "\n", fresh)
+    sft_path = os.path.join(RUNS, "sft_train_words.jsonl")
+    convs = [{"conversations": [{"role": "user", "content": q.format(zh=zh, en=en)},
+                                {"role": "assistant", "content": r.format(zh=zh, en=en)}], "category": "text_task"}
+             for task, q, r in TEXT_TEMPLATES if task in ("to_en", "to_zh") for zh, en in NEW_WORDS]
+    with open(TRAIN_PATH, encoding="utf-8") as src, open(sft_path, "w", encoding="utf-8") as dst:
+        dst.write(src.read() + "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in convs))
+    runs = {"课程默认的底座和 SFT 数据": train("sft_full", "train_sft.py", fresh=fresh),
+            "加新词的底座, 课程的 SFT 数据": train("sft_words_base", "train_sft.py", "--init", base_w["path"], fresh=fresh),
+            f"加新词的底座, SFT 多 {len(convs)} 条新词翻译题": train("sft_words", "train_sft.py", "--init", base_w["path"],
+                                                                "--data_path", sft_path, fresh=fresh)}
+    ev = evaluate([m["path"] for m in runs.values()], "words")
+    # text_task 按题型分开: 翻译题的答案是引号里的那个词, 问题里有 "英文"/"English" 的是中译英
+    records = [json.loads(line) for line in open("data/sft_eval.jsonl", encoding="utf-8")]
+    kinds = {}
+    for r in records:
+        if r["category"] == "text_task":
+            q = r["conversations"][-2]["content"]
+            kinds[q] = "反义词" if "反义词" in q else "重复" if ("遍" in q or "次" in q) else \
+                "中译英" if "英文" in q else "英译中"
+    cats = list(ev[runs["课程默认的底座和 SFT 数据"]["path"]]["categories"])
+    rows = [[label, pct(ev[m["path"]]["overall"]), pct(ev[m["path"]]["categories"]["text_task"])]
+            + [pct(ev[m["path"]]["categories"][c]) for c in cats if c != "text_task"] for label, m in runs.items()]
+    md = (f"例: {extra[0]}\n\n" + table(["模型", "总体", "text_task"] + [c for c in cats if c != "text_task"], rows))
+    by_kind = text_task_by_kind([m["path"] for m in runs.values()], records, kinds)
+    md += "\n\n" + table(["模型"] + list(next(iter(by_kind.values()))),
+                          [[label] + list(by_kind[m["path"]].values()) for label, m in runs.items()])
+    return md, {"eval": ev, "by_kind": by_kind, "n_sft_extra": len(convs)}
+
+
+def text_task_by_kind(paths, records, kinds):
+    """每个模型在 text_task 每种题型上答对几题 (贪心, 和 evaluate.py 同样的打分)。"""
+    import torch
+    from checkpoint import load_model
+    from evaluate import evaluate_model
+    recs = [r for r in records if r["category"] == "text_task"]
+    out = {}
+    for path in paths:
+        model, tok, _ = load_model(path)
+        with torch.inference_mode():
+            res = evaluate_model(model, tok, recs, progress=False)["results"]
+        counts = {}
+        for r in res:
+            k = kinds[r["question"]]
+            right, n = counts.get(k, (0, 0))
+            counts[k] = (right + r["correct"], n + 1)
+        out[path] = {k: f"{right} / {n}" for k, (right, n) in sorted(counts.items())}
+    return out
+
+
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
                "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills, "topic": exp_topic,
-               "tokenizer": exp_tokenizer, "unseen": exp_unseen, "copy": exp_copy}
+               "tokenizer": exp_tokenizer, "unseen": exp_unseen, "copy": exp_copy, "words": exp_words}
 
 
 def main():
