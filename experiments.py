@@ -578,7 +578,7 @@ def exp_words(fresh, n_paragraphs=90):
     """翻译题答错, 是因为 SFT 里只有 30 个词? 课程的 SFT 模型在留出的翻译问法上常常换了一个词 (问 "apple", 答 "moon"):
     像 7.2 里 "抄名字" 那样, 它可能把 "抄出问题里的词再翻译" 学成了 "从见过的 30 个词里挑一个"。
     这里给预训练文本加 90 段新词的词典句 (44 个新词, 每个约 6 句, 和原来 30 个词差不多), 重新预训练; 在新底座上做两次 SFT:
-    课程的 SFT 数据, 和多了这 44 个词的翻译题 (每个词 8 种问法, 共 352 条) 的 SFT 数据。评估集不变 (只考原来的 30 个词)。"""
+    课程的 SFT 数据, 和多了这 44 个词的翻译题 (每个词 7 种问法, 共 308 条) 的 SFT 数据。评估集不变 (只考原来的 30 个词)。"""
     import random
     from data import load_tokenizer, TOKENIZER_PATH, TRAIN_PATH
     from sample_data import TEXT_TEMPLATES, WORD_SENTENCES, WORDS
