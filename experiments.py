@@ -602,7 +602,8 @@ def exp_words(fresh, n_paragraphs=90):
                                                                 "--data_path", sft_path, fresh=fresh)}
     ev = evaluate([m["path"] for m in runs.values()], "words")
     # text_task 按题型分开: 翻译题的答案是引号里的那个词, 问题里有 "英文"/"English" 的是中译英
-    records = [json.loads(line) for line in open("data/sft_eval.jsonl", encoding="utf-8")]
+    with open("data/sft_eval.jsonl", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
     kinds = {}
     for r in records:
         if r["category"] == "text_task":
