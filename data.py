@@ -218,7 +218,7 @@ def read_records(path):
 
 
 def load_records(path, strict=False, quiet=False, check=None, max_report=20):
-    """读文件并规范化, 返回 [(记录, messages)]。坏记录按 file:line: 原因 报告后跳过; strict=True 时第一条就中止。
+    """读文件并规范化, 返回 ([(记录, messages)], 坏记录条数)。坏记录按 file:line: 原因 报告后跳过; strict=True 时第一条就中止。
 
     check(记录): 额外的检查 (例如评估集要求有 answer), 不通过时抛 ValueError(原因), 与格式错误同样报告。
     max_report: 最多逐条列出几条坏记录 (None 表示全部): 拿错了文件 (比如把纯文本当成 .jsonl) 时不刷几千行屏。
@@ -258,7 +258,7 @@ def load_records(path, strict=False, quiet=False, check=None, max_report=20):
         print(f"{path}: 跳过 {bad} 条坏记录, 保留 {len(good)} 条{more}", file=sys.stderr)
     if not good:  # data.py --check: 原因已逐条列在上面
         raise SystemExit(f"错误: {path} 里没有一条可用的对话。按上面逐条列出的原因修改记录")
-    return good
+    return good, bad
 
 
 def eval_file(path, default):
@@ -275,7 +275,7 @@ def eval_file(path, default):
 
 def load_conversations(path, strict=False, quiet=False):
     """读一个数据文件, 返回对话列表, 每个对话是 [{role, content}, ...]。"""
-    return [messages for _, messages in load_records(path, strict, quiet)]
+    return [messages for _, messages in load_records(path, strict, quiet)[0]]
 
 
 # ---------------------------------------------------------------- Dataset 与组 batch
@@ -371,8 +371,9 @@ def create_sample(out_dir, seed, vocab_size, overwrite=False):
     with open(info["files"]["pretrain.txt"], encoding="utf-8") as f:
         tok = Tokenizer.train(f.read(), vocab_size)
     path = os.path.join(out_dir, "tokenizer.json")
-    sample_data.check_overwrite({path: json.dumps(tok.to_dict(), ensure_ascii=False)}, overwrite)  # 与 tok.save 写的完全一样
-    tok.save(path)
+    text = json.dumps(tok.to_dict(), ensure_ascii=False)  # 与 Tokenizer.save 写的完全一样
+    sample_data.check_overwrite({path: text}, overwrite)
+    sample_data.write_text(path, text)  # 和数据文件同一个原子写入 (临时文件 + 改名)
     print(f"写入 {path}  (词表 {tok.vocab_size})")
 
 
@@ -402,8 +403,7 @@ def show(path, index, tokenizer, max_length):
 
 def check(path, tokenizer, max_length, strict):
     """打印数据文件的体检报告, 返回坏记录的条数 (main 据此以非零状态退出, 脚本里可以 `data.py --check f && 训练`)。"""
-    records = load_records(path, strict=strict, max_report=None)
-    bad = sum(1 for _ in read_records(path)) - len(records)
+    records, bad = load_records(path, strict=strict, max_report=None)
     convs = [m for _, m in records]
     lengths = sorted(len(render_chat(m, tokenizer)[0]) for m in convs)
     n_turns = sum(sum(x["role"] == "assistant" for x in m) for m in convs)

@@ -78,7 +78,7 @@ def load_eval_records(path, limit=None):
     与训练数据同一个读取函数 (data.load_records): 坏记录 (格式不对、没有 answer) 按 file:line 报告后跳过;
     文件不存在或没有一条可用记录时给出一行提示。
     """
-    pairs = data.load_records(path, check=require_answer)
+    pairs = data.load_records(path, check=require_answer)[0]
     return [{"conversations": messages, "category": str(rec.get("category", "default")), "answer": str(rec["answer"])}
             for rec, messages in pairs[:limit]]
 

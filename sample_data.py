@@ -655,7 +655,7 @@ def build_pretrain(world, split):
     return lines
 
 
-def _write(path, text):
+def write_text(path, text):
     # 先写临时文件再改名: 中途出错也不会留下写了一半的数据文件
     tmp = path + ".tmp"
     try:
@@ -706,7 +706,7 @@ def create_sample(out_dir="data", seed=0, overwrite=False):
         files = {}
         for name, text in texts.items():
             files[name] = os.path.join(out_dir, name)
-            _write(files[name], text)
+            write_text(files[name], text)
     except OSError as e:
         raise SystemExit(f"错误: 无法写入 {out_dir} ({e.strerror})。检查目录权限或换一个 --out_dir")
 
