@@ -2,21 +2,44 @@
 # 整节课从头到尾: 数据 -> 底座 -> 全参数 SFT -> LoRA -> 评估 -> 三个模型并排回答同样的问题。
 # 2 核 CPU 上默认设置 13–14 分钟 (实测见 README 7.2)。有 GPU 的话: bash run_lesson.sh --device cuda
 # 额外参数 (如 --device cuda) 会传给每个训练脚本。
+# 中途按了 Ctrl-C? 训练脚本会把进度存成 checkpoints/<名字>.resume.pt; 再运行一次本脚本, 就从被打断的那一步接着训练
+# (之前已经跑完的训练步骤跳过)。想从头来过, 先 rm checkpoints/*.resume.pt。
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# 上次在哪个训练步骤被打断 (第一个留下续训状态的), 空串表示没有
+interrupted=""
+for name in base_model sft_model lora_adapter; do
+  if [ -z "$interrupted" ] && [ -f "checkpoints/$name.resume.pt" ]; then interrupted=$name; fi
+done
+
+# train 名字 脚本 参数...: 跑一个训练脚本, 它的输出是 checkpoints/名字.pt
+train() {
+  local name=$1 script=$2
+  shift 2
+  if [ "$interrupted" = "$name" ]; then
+    echo "(上次在这一步被打断, 接着训练: python $script --resume)"
+    interrupted=""
+    python "$script" --resume "$@"
+  elif [ -n "$interrupted" ] && [ -f "checkpoints/$name.pt" ]; then
+    echo "(上次已经跑完这一步, 跳过)"
+  else
+    python "$script" "$@"
+  fi
+}
 
 echo "== 1. 生成示例数据并训练分词器"
 python data.py --create_sample
 python data.py --show --index 0
 
 echo "== 2. 预训练底座模型 (课程第 3 步的快速替身)"
-python pretrain.py "$@"
+train base_model pretrain.py "$@"
 
 echo "== 3. 全参数 SFT"
-python train_sft.py "$@"
+train sft_model train_sft.py "$@"
 
 echo "== 4. LoRA 微调 (r=8, q_proj,v_proj)"
-python train_lora.py "$@"
+train lora_adapter train_lora.py "$@"
 
 echo "== 5. 评估: 底座 vs SFT vs LoRA"
 python evaluate.py checkpoints/base_model.pt checkpoints/sft_model.pt checkpoints/lora_adapter.pt

@@ -656,6 +656,32 @@ def test_experiments_resume_an_interrupted_run(tmp_path, monkeypatch):
         experiments.train("y", "train_sft.py")
 
 
+def test_run_lesson_continues_where_ctrl_c_stopped_it(tmp_path):
+    """整节课在 SFT 那一步被 Ctrl-C 打断之后, 再运行 run_lesson.sh: 已经跑完的预训练跳过, SFT 加 --resume 接着训,
+    后面的步骤照常。脚本换成只记下自己参数的替身, 所以这个测试不训练任何东西。"""
+    import shutil
+    shutil.copy(os.path.join(ROOT, "run_lesson.sh"), tmp_path)
+    for script in ("data.py", "pretrain.py", "train_sft.py", "train_lora.py", "evaluate.py", "chat.py"):
+        (tmp_path / script).write_text(
+            "import sys\nopen('calls.txt', 'a').write(' '.join(sys.argv) + '\\n')\n", encoding="utf-8")
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("base_model.pt", "sft_model.resume.pt"):
+        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    subprocess.run(["bash", "run_lesson.sh", "--device", "cpu"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    trainers = [c for c in (tmp_path / "calls.txt").read_text(encoding="utf-8").splitlines()
+                if c.split()[0] in ("pretrain.py", "train_sft.py", "train_lora.py")]
+    assert trainers == ["train_sft.py --resume --device cpu", "train_lora.py --device cpu"]
+
+    (tmp_path / "checkpoints" / "sft_model.resume.pt").unlink()  # 没有被打断过: 每一步都从头跑, 不加 --resume
+    (tmp_path / "calls.txt").unlink()
+    subprocess.run(["bash", "run_lesson.sh"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    trainers = [c for c in (tmp_path / "calls.txt").read_text(encoding="utf-8").splitlines()
+                if c.split()[0] in ("pretrain.py", "train_sft.py", "train_lora.py")]
+    assert trainers == ["pretrain.py", "train_sft.py", "train_lora.py"]
+
+
 def test_pretrain_resume_checks_the_tokenizer_and_names_only_changed_fields(base, tmp_path):
     """同样大小的另一个分词器: 每个 id 的含义都变了, 续训拒绝。模型形状变了时只列出变了的字段。"""
     from trainer import describe_change
