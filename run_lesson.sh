@@ -7,6 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# 续训由下面的 train 自己决定加不加 --resume; 用户照着中断提示加的 --resume 去掉, 否则没被打断的步骤会因为找不到续训状态而停下
+for arg in "$@"; do
+  shift
+  if [ "$arg" != "--resume" ]; then set -- "$@" "$arg"; fi
+done
+
 # 上次在哪个训练步骤被打断 (第一个留下续训状态的), 空串表示没有
 interrupted=""
 for name in base_model sft_model lora_adapter; do

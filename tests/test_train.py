@@ -668,7 +668,8 @@ def test_run_lesson_continues_where_ctrl_c_stopped_it(tmp_path):
     for name in ("base_model.pt", "sft_model.resume.pt"):
         (tmp_path / "checkpoints" / name).write_bytes(b"")
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    subprocess.run(["bash", "run_lesson.sh", "--device", "cpu"], cwd=tmp_path, env=env, check=True,
+    # 中断提示说 "加 --resume", 用户可能就加在 run_lesson.sh 后面: 只给被打断的那一步, 其他步骤不加
+    subprocess.run(["bash", "run_lesson.sh", "--device", "cpu", "--resume"], cwd=tmp_path, env=env, check=True,
                    capture_output=True)
     trainers = [c for c in (tmp_path / "calls.txt").read_text(encoding="utf-8").splitlines()
                 if c.split()[0] in ("pretrain.py", "train_sft.py", "train_lora.py")]
