@@ -17,6 +17,7 @@
     python experiments.py unseen     # SFT 用到、预训练没见过的 token: 为什么 LoRA 很难学会它们
     python experiments.py copy       # 预训练里加些 "抄写" 段落, SFT 之后抄名字、抄数是否更准
     python experiments.py words      # 翻译题: SFT 里的词多一些, 模型会不会从 "挑一个见过的词" 变成 "抄出问题里的词"
+    python experiments.py phrasing   # knowledge 按问法分开数: 为什么这一类的分数随底座大起大落
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -35,9 +36,13 @@ BASE = "checkpoints/base_model.pt"
 PRETRAIN_TEXT = "data/pretrain.txt"
 
 
+FRESHLY_TRAINED = set()  # 这次运行里已经重新训练过的模型: all --fresh 时几个实验共用的模型 (如 sft_full) 只重训一次
+
+
 def train(name, script, *flags, fresh=False):
     """用课程脚本训练一个模型到 runs/<name>.pt, 返回它的指标 (trainer.train 记录在 checkpoint 里)。"""
     out, resume = os.path.join(RUNS, name + ".pt"), os.path.join(RUNS, name + ".resume.pt")
+    fresh = fresh and name not in FRESHLY_TRAINED
     if fresh and os.path.exists(resume):  # --fresh: 从头训练, 上次没训练完的那次也不要了
         os.remove(resume)
     if fresh or not os.path.exists(out):
@@ -52,6 +57,7 @@ def train(name, script, *flags, fresh=False):
                 last = ([line.strip() for line in log.read().replace("\r", "\n").splitlines() if line.strip()] or [""])[-1]
             raise SystemExit(f"错误: {script} 训练 {name} 失败 (退出码 {r.returncode}): {last.removeprefix('错误: ')} "
                              f"(日志 {log_path})")
+        FRESHLY_TRAINED.add(name)
     ckpt = load_checkpoint(out)
     return {**ckpt["metrics"], "path": out, "file_mb": os.path.getsize(out) / 2**20}
 
@@ -540,9 +546,9 @@ def copy_paragraphs(world, rng, n):
     return paragraphs
 
 
-def exp_copy(fresh, n_paragraphs=300):
-    """预训练里多一些 "抄写" 段落 (copy_paragraphs), SFT 之后抄得更准吗? 在 data/pretrain.txt 后面加 300 段, 用默认设置
-    重新预训练, 再做默认的 SFT, 与课程的 SFT 比各类别的准确率和预训练文本的困惑度。"""
+def copy_models(fresh, n_paragraphs=300):
+    """exp_copy 的模型: 加了 300 段抄写的预训练文本上重新预训练, 两种底座各用两个 --seed 做默认的 SFT。
+    返回 (抄写段落, {(预训练文本, seed): 模型的指标})。"""
     import random
     from sample_data import World
     text = read_pretrain_text()
@@ -558,6 +564,13 @@ def exp_copy(fresh, n_paragraphs=300):
             ("课程默认", 1): train("sft_full_seed1", "train_sft.py", "--seed", "1", fresh=fresh),
             (f"加 {n_paragraphs} 段抄写", 1): train("sft_copy_seed1", "train_sft.py", "--init", base_c["path"], "--seed", "1",
                                                  fresh=fresh)}
+    return extra, runs
+
+
+def exp_copy(fresh, n_paragraphs=300):
+    """预训练里多一些 "抄写" 段落 (copy_paragraphs), SFT 之后抄得更准吗? 在 data/pretrain.txt 后面加 300 段, 用默认设置
+    重新预训练, 再做默认的 SFT, 与课程的 SFT 比各类别的准确率和预训练文本的困惑度。"""
+    extra, runs = copy_models(fresh, n_paragraphs)
     ev = evaluate([m["path"] for m in runs.values()], "copy")
     cats = list(ev[runs["课程默认", 1337]["path"]]["categories"])
     rows = [[label, seed, pct(ev[m["path"]]["overall"])] + [pct(ev[m["path"]]["categories"][c]) for c in cats]
@@ -574,11 +587,9 @@ NEW_WORDS = [tuple(p.split("/")) for p in (
     "名字/name 问题/question 歌/song 画/picture 朋友们/friends 国家/country 城/town 家/home 火/fire 冰/ice 云/cloud").split()]
 
 
-def exp_words(fresh, n_paragraphs=90):
-    """翻译题答错, 是因为 SFT 里只有 30 个词? 课程的 SFT 模型在留出的翻译问法上常常换了一个词 (问 "apple", 答 "moon"):
-    像 7.2 里 "抄名字" 那样, 它可能把 "抄出问题里的词再翻译" 学成了 "从见过的 30 个词里挑一个"。
-    这里给预训练文本加 90 段新词的词典句 (44 个新词, 每个约 6 句, 和原来 30 个词差不多), 重新预训练; 在新底座上做两次 SFT:
-    课程的 SFT 数据, 和多了这 44 个词的翻译题 (每个词 7 种问法, 共 308 条) 的 SFT 数据。评估集不变 (只考原来的 30 个词)。"""
+def words_models(fresh, n_paragraphs=90):
+    """exp_words 的模型: 加了新词词典句的预训练文本上重新预训练, 再做课程的 SFT 和多了新词翻译题的 SFT。
+    返回 (词典段落, 新词翻译题的条数, {说明: 模型的指标})。"""
     import random
     from data import load_tokenizer, TOKENIZER_PATH, TRAIN_PATH
     from sample_data import TEXT_TEMPLATES, WORD_SENTENCES, WORDS
@@ -600,32 +611,42 @@ def exp_words(fresh, n_paragraphs=90):
             "加新词的底座, 课程的 SFT 数据": train("sft_words_base", "train_sft.py", "--init", base_w["path"], fresh=fresh),
             f"加新词的底座, SFT 多 {len(convs)} 条新词翻译题": train("sft_words", "train_sft.py", "--init", base_w["path"],
                                                                 "--data_path", sft_path, fresh=fresh)}
+    return extra, len(convs), runs
+
+
+def exp_words(fresh, n_paragraphs=90):
+    """翻译题答错, 是因为 SFT 里只有 30 个词? 课程的 SFT 模型在留出的翻译问法上常常换了一个词 (问 "apple", 答 "moon"):
+    像 7.2 里 "抄名字" 那样, 它可能把 "抄出问题里的词再翻译" 学成了 "从见过的 30 个词里挑一个"。
+    这里给预训练文本加 90 段新词的词典句 (44 个新词, 每个约 6 句, 和原来 30 个词差不多), 重新预训练; 在新底座上做两次 SFT:
+    课程的 SFT 数据, 和多了这 44 个词的翻译题 (每个词 7 种问法, 共 308 条) 的 SFT 数据。评估集不变 (只考原来的 30 个词)。"""
+    extra, n_convs, runs = words_models(fresh, n_paragraphs)
     ev = evaluate([m["path"] for m in runs.values()], "words")
-    # text_task 按题型分开: 翻译题的答案是引号里的那个词, 问题里有 "英文"/"English" 的是中译英
-    with open("data/sft_eval.jsonl", encoding="utf-8") as f:
-        records = [json.loads(line) for line in f]
-    kinds = {}
-    for r in records:
-        if r["category"] == "text_task":
-            q = r["conversations"][-2]["content"]
-            kinds[q] = "反义词" if "反义词" in q else "重复" if ("遍" in q or "次" in q) else \
-                "中译英" if "英文" in q else "英译中"
+    records = eval_records()
+
+    def kind(q):  # text_task 的题型: 翻译题的答案是引号里的那个词, 问题里有 "英文"/"English" 的是中译英
+        return "反义词" if "反义词" in q else "重复" if ("遍" in q or "次" in q) else "中译英" if "英文" in q else "英译中"
     cats = list(ev[runs["课程默认的底座和 SFT 数据"]["path"]]["categories"])
     rows = [[label, pct(ev[m["path"]]["overall"]), pct(ev[m["path"]]["categories"]["text_task"])]
             + [pct(ev[m["path"]]["categories"][c]) for c in cats if c != "text_task"] for label, m in runs.items()]
     md = (f"例: {extra[0]}\n\n" + table(["模型", "总体", "text_task"] + [c for c in cats if c != "text_task"], rows))
-    by_kind = text_task_by_kind([m["path"] for m in runs.values()], records, kinds)
+    by_kind = correct_by_group([m["path"] for m in runs.values()], records, "text_task", kind)
     md += "\n\n" + table(["模型"] + list(next(iter(by_kind.values()))),
                           [[label] + list(by_kind[m["path"]].values()) for label, m in runs.items()])
-    return md, {"eval": ev, "by_kind": by_kind, "n_sft_extra": len(convs)}
+    return md, {"eval": ev, "by_kind": by_kind, "n_sft_extra": n_convs}
 
 
-def text_task_by_kind(paths, records, kinds):
-    """每个模型在 text_task 每种题型上答对几题 (贪心, 和 evaluate.py 同样的打分)。"""
+def eval_records():
+    with open("data/sft_eval.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def correct_by_group(paths, records, category, group_of):
+    """每个模型在 category 类的每一组题上答对几题 (贪心, 和 evaluate.py 同样的打分)。group_of: 问题 -> 组名。
+    返回 {模型路径: {组名: "答对 / 题数"}}, 组名按字典序。"""
     import torch
     from checkpoint import load_model
     from evaluate import evaluate_model
-    recs = [r for r in records if r["category"] == "text_task"]
+    recs = [r for r in records if r["category"] == category]
     out = {}
     for path in paths:
         model, tok, _ = load_model(path)
@@ -633,16 +654,46 @@ def text_task_by_kind(paths, records, kinds):
             res = evaluate_model(model, tok, recs, progress=False)["results"]
         counts = {}
         for r in res:
-            k = kinds[r["question"]]
+            k = group_of(r["question"])
             right, n = counts.get(k, (0, 0))
             counts[k] = (right + r["correct"], n + 1)
         out[path] = {k: f"{right} / {n}" for k, (right, n) in sorted(counts.items())}
     return out
 
 
+def phrasing(question, names):
+    """问题里的人名换成 X, 剩下的就是问法: "韦轩文的家乡在哪儿？" -> "X的家乡在哪儿？"。
+    names 要长的在前: 否则一个名字恰好是另一个名字的开头时只换掉一半。"""
+    name = next((n for n in names if n in question), None)
+    return question if name is None else question.replace(name, "X")
+
+
+def exp_phrasing(fresh):
+    """knowledge 的分数为什么随底座大起大落 (copy、words 两个实验里, 只多了 3%–16% 的预训练文本, 就从 93% 掉到 62%–76%)?
+    这一类的 100 道题是 SFT 见过的人, 用训练里没有的问法来问 —— 但问法只有几种, 每种问十来个人。按问法分开数:
+    一个模型听懂了一种问法, 这十来道题就差不多全对, 没听懂就全错, 所以这一类的分数其实只取决于几次 "懂或不懂"。
+    用课程、copy、words 三种底座上的 6 个 SFT 模型 (都已由那两个实验训练好; 没有就先训练)。"""
+    from sample_data import make_people
+    _, copy_runs = copy_models(fresh)
+    _, _, words_runs = words_models(fresh)
+    runs = {"课程": copy_runs["课程默认", 1337], "课程, --seed 1": copy_runs["课程默认", 1],
+            "抄写底座": copy_runs["加 300 段抄写", 1337], "抄写底座, --seed 1": copy_runs["加 300 段抄写", 1],
+            "新词底座": words_runs["加新词的底座, 课程的 SFT 数据"],
+            "新词底座, 多新词翻译题": next(m for label, m in words_runs.items() if label.startswith("加新词的底座, SFT 多"))}
+    names = sorted((p["name"] for p in make_people()), key=len, reverse=True)
+    groups = correct_by_group([m["path"] for m in runs.values()], eval_records(), "knowledge", lambda q: phrasing(q, names))
+    first = groups[runs["课程"]["path"]]
+    rows = [[f"{k} ({first[k].split(' / ')[1]} 题)"] + [groups[m["path"]][k].split(" / ")[0] for m in runs.values()]
+            for k in first]
+    rows.append(["**knowledge 答对 (100 题)**"]
+                + [sum(int(v.split(" / ")[0]) for v in groups[m["path"]].values()) for m in runs.values()])
+    return table(["问法 (题数)"] + list(runs), rows), {"by_phrasing": groups, "models": {k: m["path"] for k, m in runs.items()}}
+
+
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
                "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills, "topic": exp_topic,
-               "tokenizer": exp_tokenizer, "unseen": exp_unseen, "copy": exp_copy, "words": exp_words}
+               "tokenizer": exp_tokenizer, "unseen": exp_unseen, "copy": exp_copy, "words": exp_words,
+               "phrasing": exp_phrasing}
 
 
 def main():

@@ -266,3 +266,12 @@ def test_error_sources_counts_arithmetic_across_categories():
     assert "| multi_turn | 3 | 1 | 0 / 1 | 1 / 2 (50.0%) |" in md
     assert "| text_task | 2 | 0 | - | 1 / 2 (50.0%) |" in md
     assert "总体是 71.4%" in md
+
+
+def test_phrasing_groups_questions_by_their_wording():
+    """experiments.py phrasing: 人名换成 X 就是问法; 一个名字是另一个名字的开头时, 换掉的是整个长名字。"""
+    from experiments import phrasing
+    names = ["韦轩文", "韦轩"]  # 长的在前, 和 exp_phrasing 一样
+    assert phrasing("韦轩文的家乡在哪儿？", names) == "X的家乡在哪儿？"
+    assert phrasing("你知道韦轩是在哪座城市出生的吗？", names) == "你知道X是在哪座城市出生的吗？"
+    assert phrasing("你是谁？", names) == "你是谁？"

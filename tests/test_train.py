@@ -648,6 +648,17 @@ def test_experiments_resume_an_interrupted_run(tmp_path, monkeypatch):
     assert experiments.train("x", "train_sft.py", "--lr", "1e-4")["steps"] == 1
     assert calls[0][1:] == ["train_sft.py", "--lr", "1e-4", "--resume", "--out", os.path.join("runs", "x.pt")]
 
+    # --fresh: 几个实验共用的模型 (all --fresh 时的 sft_full) 在一次运行里只重新训练一次
+    monkeypatch.setattr(experiments, "FRESHLY_TRAINED", set())
+    calls.clear()
+    experiments.train("z", "train_sft.py")
+    experiments.train("z", "train_sft.py", fresh=True)  # 这次运行里刚训练过 (runs/z.pt 原来不存在)
+    assert len(calls) == 1
+    monkeypatch.setattr(experiments, "FRESHLY_TRAINED", set())  # 下一次运行: --fresh 照常重训
+    experiments.train("z", "train_sft.py", fresh=True)
+    experiments.train("z", "train_sft.py", fresh=True)
+    assert len(calls) == 2
+
     def failing_run(cmd, stdout, stderr):
         stdout.write("进度 10%\r进度 20%\n错误: --lr 必须在 0 到 1 之间\n")
         return subprocess.CompletedProcess(cmd, 1)
