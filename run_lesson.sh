@@ -7,6 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+for arg in "$@"; do
+  if [ "$arg" = "-h" ] || [ "$arg" = "--help" ]; then  # 只打印上面的说明; 各训练脚本的参数见 python pretrain.py --help 等
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' run_lesson.sh
+    echo "每个训练脚本的参数: python pretrain.py --help, python train_sft.py --help, python train_lora.py --help"
+    exit 0
+  fi
+done
+
 # 续训由下面的 train 自己决定加不加 --resume; 用户照着中断提示加的 --resume 去掉, 否则没被打断的步骤会因为找不到续训状态而停下
 for arg in "$@"; do
   shift

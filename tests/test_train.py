@@ -693,6 +693,10 @@ def test_run_lesson_continues_where_ctrl_c_stopped_it(tmp_path):
                 if c.split()[0] in ("pretrain.py", "train_sft.py", "train_lora.py")]
     assert trainers == ["pretrain.py", "train_sft.py", "train_lora.py"]
 
+    (tmp_path / "calls.txt").unlink()  # --help 只打印说明, 什么也不跑 (不会把 --help 传给每个脚本、再去评估旧模型)
+    r = subprocess.run(["bash", "run_lesson.sh", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("整节课从头到尾") and not (tmp_path / "calls.txt").exists()
+
 
 def test_pretrain_resume_checks_the_tokenizer_and_names_only_changed_fields(base, tmp_path):
     """同样大小的另一个分词器: 每个 id 的含义都变了, 续训拒绝。模型形状变了时只列出变了的字段。"""
