@@ -18,28 +18,20 @@ import pickle
 
 import torch
 
+from cli import write_atomically
+
 FORMAT = "sft-lesson/v1"
 
 
 def save_checkpoint(path, obj):
-    """原子写入: 写到 path.tmp, 刷到磁盘, 再改名覆盖。"""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
+    """原子写入 (cli.write_atomically: 临时文件, 刷到磁盘, 再改名覆盖)。写不了时一行错误, path 原来的内容不动。"""
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:  # 写到一半失败或被打断 (磁盘满、Ctrl-C): 删掉半个临时文件, path 原来的内容不受影响
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(e, OSError):
-            raise SystemExit(f"错误: 写不了 {path} ({e.strerror or e})。检查路径、权限和磁盘空间") from None
-        if isinstance(e, RuntimeError):  # torch.save 把写文件的失败 (多半是磁盘满了) 包成 RuntimeError: "unexpected pos ..."
-            raise SystemExit(f"错误: 写不了 {path} (torch.save 写到一半失败, 多半是磁盘满了)。检查磁盘空间; "
-                             f"{path} 原来的内容没有动") from None
-        raise
+        write_atomically(path, lambda f: torch.save(obj, f), "wb")
+    except OSError as e:
+        raise SystemExit(f"错误: 写不了 {path} ({e.strerror or e})。检查路径、权限和磁盘空间") from None
+    except RuntimeError:  # torch.save 把写文件的失败 (多半是磁盘满了) 包成 RuntimeError: "unexpected pos ..."
+        raise SystemExit(f"错误: 写不了 {path} (torch.save 写到一半失败, 多半是磁盘满了)。检查磁盘空间; "
+                         f"{path} 原来的内容没有动") from None
 
 
 def checkpoint_kind(path):

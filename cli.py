@@ -1,6 +1,7 @@
-"""cli.py — 各脚本共用的命令行入口 run_main: 用户按 Ctrl-C、或输出接到提前关闭的管道上时, 不打印 traceback。
+"""cli.py — 各脚本共用的两件小事: 命令行入口 run_main (用户按 Ctrl-C、或输出接到提前关闭的管道上时, 不打印 traceback),
+和原子写文件 write_atomically (checkpoint、分词器、示例数据都经过它)。
 
-单独成一个文件、只用标准库 (os, sys): tokenizer.py 为了命令行启动快, 故意不导入 torch, 也要用它。
+单独成一个文件、只用标准库 (os, sys): tokenizer.py 和 sample_data.py 为了命令行启动快, 故意不导入 torch, 也要用它。
 各脚本在 import torch 之前先导入本模块: 导入 torch 要一两秒, 这时按 Ctrl-C 还没进 run_main, 由下面的 sys.excepthook 接住。
 训练循环里的 Ctrl-C 不在这里: 那由 trainer.CtrlC 接管 (做完当前一步、存好续训状态再退出)。
 """
@@ -34,3 +35,21 @@ def run_main(main):
         # 退出时 Python 还会 flush 一次 stdout, 再报一次同样的错: 先把 stdout 换成 /dev/null
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1)
+
+
+def write_atomically(path, write, mode="w"):
+    """先写到 path.tmp、刷到磁盘, 再改名覆盖 path (同一个文件系统里的改名是原子的): 写到一半失败或被打断
+    (磁盘满、Ctrl-C、断电) 时, path 上要么是原来的内容, 要么是完整的新内容, 不会是半个文件; 半个临时文件也删掉。
+    write(f) 往打开的临时文件里写; mode "w" 是 UTF-8 文本 (换行一律 \n), "wb" 是二进制。失败时原样抛出异常。"""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -25,6 +25,8 @@ import os
 import random
 import re
 
+from cli import write_atomically
+
 ASSISTANT, ASSISTANT_EN, TEAM, TEAM_EN = "小智", "Xiaozhi", "星火实验室", "Spark Lab"
 N_PEOPLE = 200          # 一半在 SFT 里被问到, 另一半只出现在预训练文本里 (knowledge_unlock)
 BIOS_PER_PERSON = 8     # 每人几段不同的小传: 多种说法 + 属性顺序打乱, 事实才能在 SFT 之后被 "问出来"
@@ -656,16 +658,8 @@ def build_pretrain(world, split):
 
 
 def write_text(path, text):
-    # 先写临时文件再改名: 中途出错也不会留下写了一半的数据文件
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:  # 磁盘满、Ctrl-C: 临时文件也不留下
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # 原子写入: 中途出错也不会留下写了一半的数据文件
+    write_atomically(path, lambda f: f.write(text))
 
 
 def check_overwrite(texts, overwrite):

@@ -28,7 +28,7 @@ import time
 from collections import Counter, defaultdict
 from itertools import repeat
 
-from cli import run_main  # 只用标准库: 这里故意不导入 torch, 命令行启动快
+from cli import run_main, write_atomically  # 只用标准库: 这里故意不导入 torch, 命令行启动快
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|pad|>"]
 
@@ -201,16 +201,8 @@ class Tokenizer:
             raise SystemExit(f"错误: {source}不是本课程的分词器数据 ({e!r})。请用 python data.py --create_sample 重新生成") from None
 
     def save(self, path):
-        # 先写临时文件再改名: 写到一半出错也不会毁掉已有的分词器文件
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        try:
-            with open(path + ".tmp", "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, ensure_ascii=False)
-            os.replace(path + ".tmp", path)
-        except BaseException:  # 磁盘满、Ctrl-C: 临时文件也不留下
-            if os.path.exists(path + ".tmp"):
-                os.remove(path + ".tmp")
-            raise
+        # 原子写入: 写到一半出错也不会毁掉已有的分词器文件
+        write_atomically(path, lambda f: json.dump(self.to_dict(), f, ensure_ascii=False))
 
     @classmethod
     def load(cls, path):

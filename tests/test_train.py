@@ -9,7 +9,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -818,21 +817,16 @@ def test_interrupt_then_resume(base, tmp_path, sig):
     assert not os.path.exists(tmp_path / "m.resume.pt")  # 最终模型存好之后才清理
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_matches_single_process(base, tmp_path):
     """torchrun 2 个进程 × batch 4 == 单进程 batch 8: 同样的全局 batch, 同样的 loss。"""
     common = ["--device", "cpu", "--max_steps", "3", "--eval_interval", "100", "--lr", "1e-3"]
     run("train_sft.py", base, *common, "--batch_size", "8", "--out", str(tmp_path / "single.pt"))
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                        f"--master_port={free_port()}", os.path.join(ROOT, "train_sft.py"), *common,
+    # --standalone: torchrun 自己在本机挑一个空闲端口做 rendezvous (先挑好端口再交给它, 中间可能被别的进程占掉)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        os.path.join(ROOT, "train_sft.py"), *common,
                         "--batch_size", "4", "--out", str(tmp_path / "ddp.pt")],
                        cwd=base, capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 0, f"torchrun 退出码 {r.returncode}:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     single = [float(x["loss"]) for x in csv.DictReader(open(tmp_path / "single.log.csv"))]
     ddp = [float(x["loss"]) for x in csv.DictReader(open(tmp_path / "ddp.log.csv"))]
     assert len(single) == len(ddp) == 3
