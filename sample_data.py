@@ -658,8 +658,11 @@ def build_pretrain(world, split):
 
 
 def write_text(path, text):
-    # 原子写入: 中途出错也不会留下写了一半的数据文件
-    write_atomically(path, lambda f: f.write(text))
+    """原子写入: 中途出错也不会留下写了一半的数据文件。写不了 (磁盘满、没有权限) 时一行错误, path 原来的内容不动。"""
+    try:
+        write_atomically(path, lambda f: f.write(text))
+    except OSError as e:
+        raise SystemExit(f"错误: 无法写入 {path} ({e.strerror or e})。检查磁盘空间和目录权限, 或换一个 --out_dir") from None
 
 
 def check_overwrite(texts, overwrite):
@@ -697,12 +700,11 @@ def create_sample(out_dir="data", seed=0, overwrite=False):
     check_overwrite({os.path.join(out_dir, name): text for name, text in texts.items()}, overwrite)
     try:
         os.makedirs(out_dir, exist_ok=True)
-        files = {}
-        for name, text in texts.items():
-            files[name] = os.path.join(out_dir, name)
-            write_text(files[name], text)
     except OSError as e:
-        raise SystemExit(f"错误: 无法写入 {out_dir} ({e.strerror})。检查目录权限或换一个 --out_dir")
+        raise SystemExit(f"错误: 无法写入 {out_dir} ({e.strerror})。检查目录权限或换一个 --out_dir") from None
+    files = {name: os.path.join(out_dir, name) for name in texts}
+    for name, text in texts.items():
+        write_text(files[name], text)
 
     def by_category(records):
         return {c: sum(r["category"] == c for r in records) for c in dict.fromkeys(r["category"] for r in records)}

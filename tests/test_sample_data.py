@@ -308,3 +308,20 @@ def test_tokens_fit_and_are_all_pretrained(tmp_path):
             # SFT 里的每个普通 token 底座都在预训练里见过 (特殊 token 除外): 冻结 embedding 的 LoRA 才分得清它们
             unseen = {i for ids in encoded for i in ids if i < tok.eot_id} - pretrained
             assert not unseen, [tok.decode([i]) for i in sorted(unseen)]
+
+
+def test_disk_full_while_writing_is_one_line(tmp_path, monkeypatch):
+    """data.py --create_sample 写到分词器时磁盘满了: 一行错误, 说出是哪个文件; 已经写好的数据文件完整, 没有留下临时文件。"""
+    import errno
+    import data
+    real = sample_data.write_atomically
+
+    def full_at_tokenizer(path, write, mode="w"):
+        if path.endswith("tokenizer.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, write, mode)
+    monkeypatch.setattr(sample_data, "write_atomically", full_at_tokenizer)
+    with pytest.raises(SystemExit, match=r"^错误: 无法写入 .*tokenizer.json \(No space left on device\)。检查磁盘空间") as e:
+        data.create_sample(str(tmp_path), 0, 300)
+    assert "\n" not in str(e.value)
+    assert sorted(os.listdir(tmp_path)) == ["pretrain.txt", "pretrain_eval.txt", "sft_eval.jsonl", "sft_train.jsonl"]
