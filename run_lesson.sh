@@ -2,8 +2,8 @@
 # 整节课从头到尾: 数据 -> 底座 -> 全参数 SFT -> LoRA -> 评估 -> 三个模型并排回答同样的问题。
 # 2 核 CPU 上默认设置 13–14 分钟 (实测见 README 7.2)。有 GPU 的话: bash run_lesson.sh --device cuda
 # 额外参数 (如 --device cuda) 会传给每个训练脚本。
-# 中途按了 Ctrl-C? 训练脚本会把进度存成 checkpoints/<名字>.resume.pt; 再运行一次本脚本, 就从被打断的那一步接着训练
-# (之前已经跑完的训练步骤跳过)。想从头来过, 先 rm checkpoints/*.resume.pt。
+# 训练中途按了 Ctrl-C? 训练脚本会把进度存成 checkpoints/<名字>.resume.pt; 再运行一次本脚本, 就从被打断的那个训练步骤
+# 接着训练 (之前已经跑完的训练步骤跳过; 在训练之外按的 Ctrl-C 不留进度, 重跑就从头来)。想从头来过, 先 rm checkpoints/*.resume.pt。
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -37,6 +37,11 @@ train() {
     python "$script" --resume "$@"
   elif [ -n "$interrupted" ] && [ -f "checkpoints/$name.pt" ]; then
     echo "(上次已经跑完这一步, 跳过)"
+  elif [ -f "checkpoints/$name.resume.pt" ]; then
+    # 更早的某次运行在这一步被打断过, 可它的起点 (前面的步骤) 这次刚重新训练过: 旧进度接不上新起点
+    echo "错误: checkpoints/$name.resume.pt 是更早一次没训练完的运行, 它用的起点刚被前面的步骤重新训练过, 接不上了。" \
+      "删掉它 (rm checkpoints/$name.resume.pt) 再运行 bash run_lesson.sh" >&2
+    exit 1
   else
     python "$script" "$@"
   fi

@@ -692,6 +692,20 @@ def test_run_lesson_continues_where_ctrl_c_stopped_it(tmp_path):
                 if c.split()[0] in ("pretrain.py", "train_sft.py", "train_lora.py")]
     assert trainers == ["pretrain.py", "train_sft.py", "train_lora.py"]
 
+    # 两步都留着续训状态 (课程之外手动跑过、又打断过): 先接着训预训练; SFT 的旧进度用的是旧底座, 接不上了,
+    # 一行说明要删掉哪个文件, 而不是让 train_sft.py 报 "加 --resume" (这个脚本会把 --resume 去掉)
+    for name in ("base_model.resume.pt", "sft_model.resume.pt"):
+        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    (tmp_path / "calls.txt").unlink()
+    r = subprocess.run(["bash", "run_lesson.sh"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    trainers = [c for c in (tmp_path / "calls.txt").read_text(encoding="utf-8").splitlines()
+                if c.split()[0] in ("pretrain.py", "train_sft.py", "train_lora.py")]
+    assert r.returncode == 1 and trainers == ["pretrain.py --resume"]
+    assert r.stderr.strip().startswith("错误: checkpoints/sft_model.resume.pt 是更早一次没训练完的运行")
+    assert "rm checkpoints/sft_model.resume.pt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    for name in ("base_model.resume.pt", "sft_model.resume.pt"):
+        (tmp_path / "checkpoints" / name).unlink()
+
     (tmp_path / "calls.txt").unlink()  # --help 只打印说明, 什么也不跑 (不会把 --help 传给每个脚本、再去评估旧模型)
     r = subprocess.run(["bash", "run_lesson.sh", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("整节课从头到尾") and not (tmp_path / "calls.txt").exists()
