@@ -621,7 +621,9 @@ def exp_words(fresh, n_paragraphs=90):
     课程的 SFT 数据, 和多了这 44 个词的翻译题 (每个词 7 种问法, 共 308 条) 的 SFT 数据。评估集不变 (只考原来的 30 个词)。"""
     extra, n_convs, runs = words_models(fresh, n_paragraphs)
     ev = evaluate([m["path"] for m in runs.values()], "words")
-    records = eval_records()
+    from data import EVAL_PATH
+    from evaluate import load_eval_records
+    records = load_eval_records(EVAL_PATH)
 
     def kind(q):  # text_task 的题型: 翻译题的答案是引号里的那个词, 问题里有 "英文"/"English" 的是中译英
         return "反义词" if "反义词" in q else "重复" if ("遍" in q or "次" in q) else "中译英" if "英文" in q else "英译中"
@@ -629,20 +631,16 @@ def exp_words(fresh, n_paragraphs=90):
     rows = [[label, pct(ev[m["path"]]["overall"]), pct(ev[m["path"]]["categories"]["text_task"])]
             + [pct(ev[m["path"]]["categories"][c]) for c in cats if c != "text_task"] for label, m in runs.items()]
     md = (f"例: {extra[0]}\n\n" + table(["模型", "总体", "text_task"] + [c for c in cats if c != "text_task"], rows))
-    by_kind = correct_by_group([m["path"] for m in runs.values()], records, "text_task", kind)
+    by_kind = {path: {k: f"{right} / {n}" for k, (right, n) in groups.items()}
+               for path, groups in correct_by_group([m["path"] for m in runs.values()], records, "text_task", kind).items()}
     md += "\n\n" + table(["模型"] + list(next(iter(by_kind.values()))),
                           [[label] + list(by_kind[m["path"]].values()) for label, m in runs.items()])
     return md, {"eval": ev, "by_kind": by_kind, "n_sft_extra": n_convs}
 
 
-def eval_records():
-    with open("data/sft_eval.jsonl", encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
-
-
 def correct_by_group(paths, records, category, group_of):
-    """每个模型在 category 类的每一组题上答对几题 (贪心, 和 evaluate.py 同样的打分)。group_of: 问题 -> 组名。
-    返回 {模型路径: {组名: "答对 / 题数"}}, 组名按字典序。"""
+    """每个模型在 category 类的每一组题上答对几题 (贪心, 和 evaluate.py 同样的打分)。
+    records: evaluate.load_eval_records 的输出; group_of: 问题 -> 组名。返回 {模型路径: {组名: (答对, 题数)}}, 组名按字典序。"""
     import torch
     from checkpoint import load_model
     from evaluate import evaluate_model
@@ -657,7 +655,7 @@ def correct_by_group(paths, records, category, group_of):
             k = group_of(r["question"])
             right, n = counts.get(k, (0, 0))
             counts[k] = (right + r["correct"], n + 1)
-        out[path] = {k: f"{right} / {n}" for k, (right, n) in sorted(counts.items())}
+        out[path] = dict(sorted(counts.items()))
     return out
 
 
@@ -671,8 +669,10 @@ def phrasing(question, names):
 def exp_phrasing(fresh):
     """knowledge 的分数为什么随底座大起大落 (copy、words 两个实验里, 只多了 3%–16% 的预训练文本, 就从 93% 掉到 62%–76%)?
     这一类的 100 道题是 SFT 见过的人, 用训练里没有的问法来问 —— 但问法只有几种, 每种问十来个人。按问法分开数:
-    一个模型听懂了一种问法, 这十来道题就差不多全对, 没听懂就全错, 所以这一类的分数其实只取决于几次 "懂或不懂"。
+    一个模型对一种问法常常是这十来道题全对或全错, 所以这一类的分数主要取决于几种问法 "懂或不懂"。
     用课程、copy、words 三种底座上的 6 个 SFT 模型 (都已由那两个实验训练好; 没有就先训练)。"""
+    from data import EVAL_PATH
+    from evaluate import load_eval_records
     from sample_data import make_people
     _, copy_runs = copy_models(fresh)
     _, _, words_runs = words_models(fresh)
@@ -681,12 +681,12 @@ def exp_phrasing(fresh):
             "新词底座": words_runs["加新词的底座, 课程的 SFT 数据"],
             "新词底座, 多新词翻译题": next(m for label, m in words_runs.items() if label.startswith("加新词的底座, SFT 多"))}
     names = sorted((p["name"] for p in make_people()), key=len, reverse=True)
-    groups = correct_by_group([m["path"] for m in runs.values()], eval_records(), "knowledge", lambda q: phrasing(q, names))
-    first = groups[runs["课程"]["path"]]
-    rows = [[f"{k} ({first[k].split(' / ')[1]} 题)"] + [groups[m["path"]][k].split(" / ")[0] for m in runs.values()]
-            for k in first]
-    rows.append(["**knowledge 答对 (100 题)**"]
-                + [sum(int(v.split(" / ")[0]) for v in groups[m["path"]].values()) for m in runs.values()])
+    groups = correct_by_group([m["path"] for m in runs.values()], load_eval_records(EVAL_PATH), "knowledge",
+                              lambda q: phrasing(q, names))
+    by_model = [groups[m["path"]] for m in runs.values()]  # 每个模型: {问法: (答对, 题数)}
+    rows = [[f"{k} ({n} 题)"] + [g[k][0] for g in by_model] for k, (_, n) in by_model[0].items()]
+    rows.append([f"**knowledge 答对 ({sum(n for _, n in by_model[0].values())} 题)**"]
+                + [sum(right for right, _ in g.values()) for g in by_model])
     return table(["问法 (题数)"] + list(runs), rows), {"by_phrasing": groups, "models": {k: m["path"] for k, m in runs.items()}}
 
 
