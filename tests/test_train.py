@@ -678,19 +678,19 @@ def test_run_lesson_continues_where_ctrl_c_stopped_it(tmp_path):
     for name in ("base_model.pt", "sft_model.resume.pt"):
         (tmp_path / "checkpoints" / name).write_bytes(b"")
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+
+    def trainers():  # 这次运行调用了哪些训练脚本, 带什么参数
+        calls = (tmp_path / "calls.txt").read_text(encoding="utf-8").splitlines()
+        return [c for c in calls if c.split()[0] in ("pretrain.py", "train_sft.py", "train_lora.py")]
     # 中断提示说 "加 --resume", 用户可能就加在 run_lesson.sh 后面: 只给被打断的那一步, 其他步骤不加
     subprocess.run(["bash", "run_lesson.sh", "--device", "cpu", "--resume"], cwd=tmp_path, env=env, check=True,
                    capture_output=True)
-    trainers = [c for c in (tmp_path / "calls.txt").read_text(encoding="utf-8").splitlines()
-                if c.split()[0] in ("pretrain.py", "train_sft.py", "train_lora.py")]
-    assert trainers == ["train_sft.py --resume --device cpu", "train_lora.py --device cpu"]
+    assert trainers() == ["train_sft.py --resume --device cpu", "train_lora.py --device cpu"]
 
     (tmp_path / "checkpoints" / "sft_model.resume.pt").unlink()  # 没有被打断过: 每一步都从头跑, 不加 --resume
     (tmp_path / "calls.txt").unlink()
     subprocess.run(["bash", "run_lesson.sh"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    trainers = [c for c in (tmp_path / "calls.txt").read_text(encoding="utf-8").splitlines()
-                if c.split()[0] in ("pretrain.py", "train_sft.py", "train_lora.py")]
-    assert trainers == ["pretrain.py", "train_sft.py", "train_lora.py"]
+    assert trainers() == ["pretrain.py", "train_sft.py", "train_lora.py"]
 
     # 两步都留着续训状态 (课程之外手动跑过、又打断过): 先接着训预训练; SFT 的旧进度用的是旧底座, 接不上了,
     # 一行说明要删掉哪个文件, 而不是让 train_sft.py 报 "加 --resume" (这个脚本会把 --resume 去掉)
@@ -698,9 +698,7 @@ def test_run_lesson_continues_where_ctrl_c_stopped_it(tmp_path):
         (tmp_path / "checkpoints" / name).write_bytes(b"")
     (tmp_path / "calls.txt").unlink()
     r = subprocess.run(["bash", "run_lesson.sh"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    trainers = [c for c in (tmp_path / "calls.txt").read_text(encoding="utf-8").splitlines()
-                if c.split()[0] in ("pretrain.py", "train_sft.py", "train_lora.py")]
-    assert r.returncode == 1 and trainers == ["pretrain.py --resume"]
+    assert r.returncode == 1 and trainers() == ["pretrain.py --resume"]
     assert r.stderr.strip().startswith("错误: checkpoints/sft_model.resume.pt 是更早一次没训练完的运行")
     assert "rm checkpoints/sft_model.resume.pt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     for name in ("base_model.resume.pt", "sft_model.resume.pt"):
