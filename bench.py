@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 
 import data
-from checkpoint import check_output_path
+from checkpoint import check_output_path, save_results_json
 from lora import apply_lora
 from model import GPT, get_config, pick_device
 from trainer import autocast_for, below_minimum, make_optimizer, n_targets, peak_memory_mb
@@ -481,11 +481,7 @@ def main():
                big=big, gen=gen, hf_gen=hf_gen, pad=pad, pad_batch=pad_batch, tok_mb_s=tok_mb_s, data_note=data_note, device=device)
     report(args, res)
     if args.json:
-        try:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(summary(res, args.compare_hf), f, indent=2)
-        except OSError as e:  # 例如磁盘满了: 表已经打印在上面
-            raise SystemExit(f"错误: 写不了 {args.json} ({e.strerror or e})。结果表在上面; 检查磁盘空间后重跑") from None
+        save_results_json(args.json, summary(res, args.compare_hf))
         print(f"写入 {args.json}")
 
 

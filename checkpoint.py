@@ -34,6 +34,15 @@ def save_checkpoint(path, obj):
                          f"{path} 原来的内容没有动") from None
 
 
+def save_results_json(path, obj):
+    """evaluate.py / bench.py 的 --json 结果: 原子写入 (cli.write_atomically)。写不了 (例如磁盘满了) 时一行错误,
+    原来的文件不动; 结果表这时已经打印在终端上了。"""
+    try:
+        write_atomically(path, lambda f: json.dump(obj, f, ensure_ascii=False, indent=2))
+    except OSError as e:
+        raise SystemExit(f"错误: 写不了 {path} ({e.strerror or e})。结果表在上面; 检查磁盘空间后重跑") from None
+
+
 def checkpoint_kind(path):
     """path 是本课程的 checkpoint 时返回它的 kind ("model" / "lora_adapter" / "resume"), 否则 None。
     mmap=True: 张量不读进内存, 大模型也只要一瞬间。"""

@@ -22,7 +22,6 @@
     python evaluate.py checkpoints/base_model.pt --lora checkpoints/lora_adapter.pt --limit 50
 """
 import argparse
-import json
 import math
 import multiprocessing
 import os
@@ -39,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 import data
-from checkpoint import check_output_path, load_model
+from checkpoint import check_output_path, load_model, save_results_json
 from model import pick_device
 from trainer import mean_loss
 
@@ -289,11 +288,7 @@ def main():
     if args.json:
         out = {name: {"overall": s["overall"], "categories": s["categories"], "stop_rate": s["stop_rate"],
                       "pretrain_ppl": s["pretrain_ppl"], "n": s["n"]} for name, s in summaries.items()}
-        try:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(out, f, ensure_ascii=False, indent=2)
-        except OSError as e:  # 例如磁盘满了: 表已经打印在上面
-            raise SystemExit(f"错误: 写不了 {args.json} ({e.strerror or e})。结果表在上面; 检查磁盘空间后重跑") from None
+        save_results_json(args.json, out)
         print(f"结果已写入 {args.json}")
 
 

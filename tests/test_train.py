@@ -763,6 +763,22 @@ def test_disk_full_during_save_is_one_line(tmp_path, monkeypatch):
     assert path.read_bytes() == b"old" and not (tmp_path / "m.pt.tmp").exists()
 
 
+def test_disk_full_while_writing_results_json_is_one_line(tmp_path, monkeypatch):
+    """evaluate.py / bench.py 的 --json: 写到一半磁盘满了, 一行说明, 上次的结果原样保留 (不会只剩半个 JSON)。"""
+    from checkpoint import save_results_json
+    path = tmp_path / "res.json"
+    path.write_text('{"old": 1}', encoding="utf-8")
+
+    def full(obj, f, **kwargs):
+        f.write('{"new": ')
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(json, "dump", full)
+    with pytest.raises(SystemExit, match=r"^错误: 写不了 .*res.json \(No space left on device\)。结果表在上面") as e:
+        save_results_json(str(path), {"new": 2})
+    assert "\n" not in str(e.value)
+    assert path.read_text(encoding="utf-8") == '{"old": 1}' and not (tmp_path / "res.json.tmp").exists()
+
+
 def test_pretrain_empty_eval_text_is_one_line(base, tmp_path):
     (tmp_path / "empty.txt").write_text("\n\n", encoding="utf-8")
     assert_one_line_error(run("pretrain.py", base, "--eval_path", str(tmp_path / "empty.txt"), "--max_steps", "1",
