@@ -1,5 +1,5 @@
 """cli.py — 各脚本共用的两件小事: 命令行入口 run_main (用户按 Ctrl-C、或输出接到提前关闭的管道上时, 不打印 traceback),
-和原子写文件 write_atomically (checkpoint、分词器、示例数据都经过它)。
+和原子写文件 write_atomically (checkpoint、分词器、示例数据和 --json 结果都经过它)。
 
 单独成一个文件、只用标准库 (os, sys): tokenizer.py 和 sample_data.py 为了命令行启动快, 故意不导入 torch, 也要用它。
 各脚本在 import torch 之前先导入本模块: 导入 torch 要一两秒, 这时按 Ctrl-C 还没进 run_main, 由下面的 sys.excepthook 接住。
