@@ -332,8 +332,10 @@ def sample_next(logits, temperature, top_k, top_p, gen):
         logits, ids = torch.topk(logits, k)  # (1, k) 的值和它们在词表里的 id
     probs = logits.softmax(dim=-1)
     if top_p is not None and top_p < 1.0:
-        # nucleus: 保留累计概率刚达到 top_p 的最短前缀 (在它之前的累计还没超过 top_p; 第一名总会保留)
-        probs = probs.masked_fill(probs.cumsum(dim=-1) - probs > top_p, 0.0)
+        # nucleus: 保留累计概率刚达到 top_p 的最短前缀 (在它之前的累计还没到 top_p)
+        drop = probs.cumsum(dim=-1) - probs >= top_p  # (1, k)
+        drop[:, 0] = False  # 第一名总会保留 (直接调用时 top_p=0 也不会一个都不剩)
+        probs = probs.masked_fill(drop, 0.0)
     # 按累积分布抽样: 在 [0, 总概率) 里均匀取一个 u, 选第一个累计概率超过 u 的位置。
     # 这正是"按概率抽一个"的定义; 比 torch.multinomial 少做 V 次指数运算, 逐 token 生成时能省下可观的时间。
     cdf = probs.cumsum(dim=-1)  # (1, k)

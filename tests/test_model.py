@@ -161,6 +161,17 @@ def test_top_k_1_equals_greedy_and_seed_reproduces():
     assert len(a) == 10 and all(0 <= t < model.config.vocab_size for t in a)
 
 
+def test_top_p_keeps_the_shortest_prefix_that_reaches_it():
+    """概率 0.5/0.25/0.25, top_p=0.5: 第一名的累计已经到了 0.5, 后面的都不留 (恰好等于也算到了); 0.75 才留前两名。"""
+    from model import sample_next
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
+    gen = torch.Generator().manual_seed(0)
+    picks = lambda top_p: {sample_next(logits, 1.0, None, top_p, gen).item() for _ in range(300)}
+    assert picks(0.5) == {0}
+    assert picks(0.75) == {0, 1}
+    assert picks(0.0) == {0}  # 直接调用时给了 0 也总留下第一名, 不会抽到概率最小的那个
+
+
 def test_generate_stops_after_eos():
     model = make_model()
     prompt = [9, 2, 6]
