@@ -239,7 +239,7 @@ def main():
     paths = args.checkpoints or [c for c in DEFAULT_CHECKPOINTS if os.path.exists(c)]
     if args.json:  # 评估要几分钟; 先确认结果写得出去, 而且不会盖掉要读的文件
         inputs = [("--data_path", args.data_path), ("--ppl_path", args.ppl_path), *(("checkpoint", c) for c in paths),
-                  *(("--lora", a) for a in args.lora or [])]
+                  *([("--lora", args.lora)] if args.lora else [])]
         check_output_path(args.json, "--json", inputs, ours=is_results_json)
     if not paths:
         raise SystemExit("错误: 没有给出 checkpoint, checkpoints/ 下也没有。先运行 python pretrain.py 和 python train_sft.py")
