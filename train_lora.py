@@ -21,7 +21,7 @@ import data
 from checkpoint import check_output_path, save_adapter, save_model
 from lora import apply_lora, base_fingerprint, count_parameters, lora_param_arithmetic, merged_state_dict
 from train_sft import add_sft_args, load_sft_data, load_start
-from trainer import add_train_args, check_train_args, finish_run, is_main_process, side_path, train
+from trainer import add_train_args, check_train_args, finish_run, is_main_process, train
 
 
 def main():
@@ -41,7 +41,8 @@ def main():
     check_train_args(args)  # 训练参数先查, 再花时间读数据、建模型
     if args.init == "scratch":
         raise SystemExit("错误: LoRA 需要一个训练好的底座 (--init checkpoints/base_model.pt); 随机底座上的低秩旁路学不到什么")
-    merged_path = side_path(args.out, "_merged.pt").replace("_adapter_merged", "_merged")  # --merge 另存的完整模型
+    folder, name = os.path.split(os.path.splitext(args.out)[0])  # --merge 另存的完整模型: lora_adapter.pt -> lora_merged.pt
+    merged_path = os.path.join(folder, name.removesuffix("_adapter") + "_merged.pt")  # 只改文件名, 不动目录名
     if args.merge:  # 训练之前就查: 训练完才发现存不了, 或者悄悄盖掉了底座, 都太晚了
         if os.path.abspath(merged_path) == os.path.abspath(args.init):
             raise SystemExit(f"错误: --merge 要把合并后的模型存到 {merged_path}, 那正是底座 --init, 会覆盖底座。换一个 --out")
