@@ -223,6 +223,9 @@ def test_lora_flag_equals_adapter_path(world, monkeypatch, capsys):
     assert list(results[0]) == [f"{root / 'm0.pt'}+{root / 'adapter.pt'}"]
     assert list(results[0].values()) == list(results[1].values())
     assert "总体 (n=3)" in capsys.readouterr().out
+    # --json 不能盖掉 --lora 读的适配器 (--lora 是一个路径, 不是路径的列表)
+    r = run_cli(str(root / "m0.pt"), "--lora", str(root / "adapter.pt"), *common, "--json", str(root / "adapter.pt"))
+    assert r.returncode == 1 and "就是 --lora 读的文件" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("case", ["missing_checkpoint", "not_a_checkpoint", "missing_data"])

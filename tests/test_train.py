@@ -335,6 +335,16 @@ def test_long_paragraphs_are_split_not_cut(world, tmp_path):
     assert ds[len(ds) - 1]["input_ids"].tolist() == [tok.eot_id] + tok.encode("短的一段。") + [tok.eot_id]
 
 
+def test_paragraphs_split_only_at_newlines(world, tmp_path):
+    """一行一段: 段落里的换页符、\u2028 之类不算换行 (str.splitlines 会在那里断开, 一段变成几段)。"""
+    from pretrain import PretrainDataset
+    root, tok, _ = world
+    (tmp_path / "p.txt").write_text("小明住在北京\x0c他喜欢苹果\u2028和香蕉。\r\n第二段。\n", encoding="utf-8")
+    ds = PretrainDataset(str(tmp_path / "p.txt"), tok, 64)
+    assert [ds[i]["input_ids"].tolist() for i in range(len(ds))] == [
+        [tok.eot_id] + tok.encode(t) + [tok.eot_id] for t in ("小明住在北京\x0c他喜欢苹果\u2028和香蕉。", "第二段。")]
+
+
 def test_checkpoint_round_trip(world, tmp_path):
     root, tok, convs = world
     model = tiny_model(tok).eval()
@@ -526,6 +536,12 @@ def test_script_errors(base, tmp_path):
     assert_one_line_error(run("train_lora.py", base, "--init", str(tmp_path / "lora_merged.pt"), "--merge",
                               "--out", str(tmp_path / "lora_adapter.pt"), check=False), "会覆盖底座")
     assert (tmp_path / "lora_merged.pt").read_bytes() == before and not (tmp_path / "lora_adapter.pt").exists()
+    # --merge 的路径只改文件名: 目录名里恰好有 "_adapter_merged" 也不动它 (合并的模型放在适配器旁边, 这里就是底座)
+    folder = tmp_path / "run_adapter_merged_v1"
+    folder.mkdir()
+    (folder / "lora_merged.pt").write_bytes(before)
+    assert_one_line_error(run("train_lora.py", base, "--init", str(folder / "lora_merged.pt"), "--merge",
+                              "--out", str(folder / "lora_adapter.pt"), check=False), "会覆盖底座")
     assert_one_line_error(run("train_sft.py", base, "--eval_path", str(tmp_path / "typo.jsonl"), check=False),
                           f"找不到验证数据 {tmp_path / 'typo.jsonl'}")
     (tmp_path / "latin1.jsonl").write_bytes("{}\n\xe9t\xe9\n".encode("latin-1"))
