@@ -65,14 +65,15 @@ def main():
     print(f"  可训练参数 {trainable:,} / 总参数 {total:,} = {100 * trainable / total:.2f}%")
 
     # 3. 训练 (同一个循环)
-    # 底座指纹记进续训状态: --resume 时若 --init 已换成别的底座就拒绝 (续训会接着用旧底座的权重)
+    # 底座指纹和 LoRA 设置记进续训状态: --resume 时若 --init 已换成别的底座 (续训会接着用旧底座的权重),
+    # 或 --lora_alpha 之类变了 (旁路的缩放悄悄换了), 就拒绝
+    lora_config = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout, "target_modules": wrapped}
     metrics = train(model, train_set, eval_set, lambda b: data.collate(b, tokenizer.pad_id), args,
-                    run_info={"task": "lora", "base_fingerprint": fingerprint}, out_kind="lora_adapter")
+                    run_info={"task": "lora", "base_fingerprint": fingerprint, "lora": lora_config}, out_kind="lora_adapter")
 
     # 4. 保存: 只存适配器; 可选另存合并后的完整模型
     if not is_main_process():
         return
-    lora_config = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout, "target_modules": wrapped}
     save_adapter(args.out, model, lora_config, args.init, fingerprint, vars(args), metrics)
     finish_run(args.out)  # 适配器存好了才换上这次的日志、删掉续训状态: 保存途中被打断, 还能 --resume
     print(f"LoRA 适配器已保存到 {args.out}。试试: python chat.py --checkpoint {args.out}")

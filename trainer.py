@@ -14,6 +14,7 @@ loss 的归一化: 一个优化步里所有 micro-batch (以及所有进程) 的
 不在这里的: 模型结构 (model.py)、数据与掩码 (data.py)、LoRA (lora.py)、存最终模型 (checkpoint.py)。
 """
 import csv
+import hashlib
 import math
 import os
 import signal
@@ -210,8 +211,9 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
 
     run_info: 写进续训状态的这次运行的起点 (例如模型配置、LoRA 底座的指纹)。--resume 时逐项核对:
     续训会把整个模型换成续训状态里的权重, 起点变了 (例如 --init 换成了重新训练过的底座) 还接着训,
-    训练的就是旧起点, 存下来的却记着新起点。决定数据顺序的几项 (--seed、步 batch 的切法) 和存在优化器状态里的
-    --weight_decay 也一并核对: 换了它们, 续训的就不是同一次训练 (weight_decay 还会被旧值悄悄盖掉)。
+    训练的就是旧起点, 存下来的却记着新起点。决定数据顺序的几项 (--seed、步 batch 的切法、训练数据本身)、
+    决定学习率曲线的总步数和存在优化器状态里的 --weight_decay 也一并核对: 换了它们, 续训的就不是同一次训练
+    (weight_decay 还会被旧值悄悄盖掉)。--lr 可以换 (续训时想调低学习率是常见的需要)。
     """
     check_train_args(args)
     rank, world, device = setup_distributed(args.device)
@@ -254,20 +256,22 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
 
     step, history = 0, []
     run_info = {**(run_info or {}), "seed": args.seed, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
-                "processes": world, "weight_decay": args.weight_decay}
+                "processes": world, "weight_decay": args.weight_decay, "total_steps": total_steps,
+                "data": data_fingerprint(train_set)}
     if args.resume:
         if not os.path.isfile(resume_path):
             raise SystemExit(f"错误: 找不到续训状态 {resume_path}。去掉 --resume 从头训练, 或检查 --out")
         state = load_checkpoint(resume_path, kinds=("resume",))
+        if state["step"] > total_steps:  # 否则一步不训, 直接把续训状态里的权重存成最终模型 (盖掉 --out 原有的文件)
+            raise SystemExit(f"错误: {resume_path} 已经训练到第 {state['step']} 步, 超过了这次的总步数 {total_steps}。"
+                             "用当初的 --epochs / --max_steps 续训, 或去掉 --resume 从头训练")
         saved = state.get("run_info") or {}  # 旧版本写的续训状态没记的项不查
         changed = [describe_change(k, saved[k], v) for k, v in run_info.items() if k in saved and saved[k] != v]
         if changed:
             raise SystemExit(f"错误: {resume_path} 和这次的设置对不上 ({'; '.join(changed)})。用当初的参数续训 "
-                             f"(同一个 --init、--seed、--batch_size、--grad_accum、进程数、--weight_decay; 预训练还有模型大小和 --tokenizer), "
+                             f"(同一个 --init、--seed、--batch_size、--grad_accum、进程数、--weight_decay、总步数 (--epochs / --max_steps)、"
+                             f"训练数据 (--data_path、--max_length、--no_mask); 预训练还有模型大小和 --tokenizer, LoRA 还有 --lora_r 等), "
                              "或去掉 --resume 从头训练")
-        if state["step"] > total_steps:  # 否则一步不训, 直接把续训状态里的权重存成最终模型 (盖掉 --out 原有的文件)
-            raise SystemExit(f"错误: {resume_path} 已经训练到第 {state['step']} 步, 超过了这次的总步数 {total_steps}。"
-                             "用当初的 --epochs / --max_steps 续训, 或去掉 --resume 从头训练")
         try:
             raw_model.load_state_dict(state["model_state"])
             optimizer.load_state_dict(state["optimizer"])
@@ -422,6 +426,17 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
                                          for t in st.values() if torch.is_tensor(t) and t.dim() > 0),
             "peak_mem_mb": peak_memory_mb(device), "step_s": times[len(times) // 2],
             "train_s": time.time() - start}  # 这次运行的训练用时 (含定期验证; 续训时只算续上的这段)
+
+
+def data_fingerprint(train_set):
+    """训练样本 (每条的 input_ids 和 labels) 的哈希, 16 个十六进制字符。续训按步数找回数据位置, 数据变了
+    (换了 --data_path、--max_length 截断得不一样、--no_mask 换了 labels), 找回的就不是当初那一批了。"""
+    h = hashlib.sha256()
+    for i in range(len(train_set)):
+        example = train_set[i]
+        h.update(example["input_ids"].numpy().tobytes())
+        h.update(example["labels"].numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def describe_change(key, old, new):

@@ -180,6 +180,21 @@ def test_resume_matches_uninterrupted(world, tmp_path, lora_dropout):
     assert steps == list(range(1, 13))  # 崩溃前写下的第 5、6 步被续训重算, 日志里不重复
 
 
+def test_resume_refuses_other_data_or_total_steps(world, tmp_path):
+    """续训按步数找回数据位置、按总步数算学习率: 训练数据 (这里换了 --no_mask 的 labels) 或总步数变了就拒绝,
+    而不是悄悄在另一批数据、另一条学习率曲线上接着训。"""
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    collate = lambda b: data.collate(b, tok.pad_id)  # noqa: E731
+    out = tmp_path / "b.pt"
+    train(tiny_model(tok), ds, None, collate, train_args(out, "--max_steps", "2", "--save_interval", "1"))  # 续训状态留着
+    for dataset, max_steps, pattern in [(data.SFTDataset(convs, tok, 64, no_mask=True), "2", "data: 当时 "),
+                                        (ds, "3", "total_steps: 当时 2, 现在 3")]:
+        with pytest.raises(SystemExit, match=pattern):
+            train(tiny_model(tok), dataset, None, collate, train_args(out, "--max_steps", max_steps, "--resume"))
+    assert train(tiny_model(tok), ds, None, collate, train_args(out, "--max_steps", "2", "--resume"))["steps"] == 2
+
+
 @pytest.fixture
 def terminal_sigint():
     """SIGINT 按终端里的样子处理 (Python 启动时装的 default_int_handler)。在后台 (sh -c '... &') 跑测试时,
@@ -553,6 +568,11 @@ def test_script_errors(base, tmp_path):
     save_checkpoint(str(tmp_path / "l.resume.pt"), {"format": full_sft["format"], "kind": "resume", "step": 1, "history": [],
                                                     "model_state": full_sft["model_state"], "optimizer": {}})
     assert_one_line_error(run("train_lora.py", base, "--resume", "--out", str(tmp_path / "l.pt"), check=False), "对不上")
+    # LoRA 的设置也核对: --lora_alpha 换了, 旁路的缩放就悄悄变了
+    save_checkpoint(str(tmp_path / "l.resume.pt"), {"format": full_sft["format"], "kind": "resume", "step": 1, "history": [],
+                                                    "model_state": {}, "optimizer": {}, "run_info": {"lora": {"alpha": 99.0}}})
+    assert_one_line_error(run("train_lora.py", base, "--resume", "--out", str(tmp_path / "l.pt"), check=False),
+                          "lora: alpha 当时 99.0, 现在 16")
 
 
 def test_outputs_never_overwrite_inputs_or_finished_runs(base, tmp_path):
