@@ -383,9 +383,14 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
                 eval_loss = evaluate_loss(raw_model, eval_set, collate_fn, args, device, autocast) if main else None
             history.append([step, train_loss, eval_loss, step_s])
             if main:
-                log.writerow([step, f"{step / steps_per_epoch:.3f}", f"{train_loss:.4f}", f"{lr:.2e}", f"{tok_s:.0f}",
-                              "" if eval_loss is None else f"{eval_loss:.4f}"])
-                log_file.flush()  # 训练中也能 tail -f 看日志
+                try:
+                    log.writerow([step, f"{step / steps_per_epoch:.3f}", f"{train_loss:.4f}", f"{lr:.2e}", f"{tok_s:.0f}",
+                                  "" if eval_loss is None else f"{eval_loss:.4f}"])
+                    log_file.flush()  # 训练中也能 tail -f 看日志
+                except OSError as e:  # 多半是磁盘满了: 一行说明, 上次的续训状态还在
+                    then = f"加 --resume 从 {resume_path} 接着训练" if os.path.exists(resume_path) else "重新训练"
+                    raise SystemExit(f"错误: 第 {step} 步写不了训练日志 {log_part} ({e.strerror}), 训练停止。"
+                                     f"腾出磁盘空间后{then}") from None
                 bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.1e}", tok_s=f"{tok_s:.0f}",
                                 **({} if eval_loss is None else {"eval": f"{eval_loss:.3f}"}))
                 bar.update(1)
@@ -410,7 +415,10 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
         ctrl_c.close()
         bar.close()
         if log_file:
-            log_file.close()
+            try:
+                log_file.close()
+            except OSError:  # 磁盘满时缓冲区里的几行写不出去: 上面已经报过一行
+                pass
 
     check_weights()  # 调用者接着就要保存最终模型
     if main:
