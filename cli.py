@@ -5,6 +5,7 @@
 各脚本在 import torch 之前先导入本模块: 导入 torch 要一两秒, 这时按 Ctrl-C 还没进 run_main, 由下面的 sys.excepthook 接住。
 训练循环里的 Ctrl-C 不在这里: 那由 trainer.CtrlC 接管 (做完当前一步、存好续训状态再退出)。
 """
+import errno
 import os
 import sys
 
@@ -25,16 +26,30 @@ sys.excepthook = _quiet_ctrl_c
 
 def run_main(main):
     """各脚本的入口: 在加载数据、建模型这些训练之外的时候按 Ctrl-C, 只打印一行并以 130 退出, 不打印 traceback。
-    输出接到提前关闭的管道上 (如 `python data.py --show | head -1`) 时安静退出。"""
+    输出接到提前关闭的管道上 (如 `python data.py --show | head -1`) 时安静退出; 磁盘满了只打一行。"""
+    if sys.stdout is not None and hasattr(sys.stdout, "reconfigure"):
+        # 终端或重定向的编码 (如中文 Windows 的 GBK) 表示不了的字符 (例如模型吐出的半个字 "\ufffd") 印成 "?", 而不是报错退出
+        sys.stdout.reconfigure(errors="replace")
     try:
         main()
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         raise SystemExit(130)
     except BrokenPipeError:
-        # 退出时 Python 还会 flush 一次 stdout, 再报一次同样的错: 先把 stdout 换成 /dev/null
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         raise SystemExit(1)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        _drop_stdout()  # 多半是输出重定向到的磁盘满了
+        raise SystemExit(f"错误: 写不下去了 ({e.strerror}{': ' + str(e.filename) if e.filename else ''})。"
+                         "腾出磁盘空间, 或把输出重定向到别处") from None
+
+
+def _drop_stdout():
+    """退出时 Python 还会 flush 一次 stdout, 再报一次同样的错: 先把 stdout 换成 /dev/null。"""
+    if sys.stdout is not None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def write_atomically(path, write, mode="w"):

@@ -25,7 +25,7 @@ import os
 import random
 import re
 
-from cli import write_atomically
+from cli import run_main, write_atomically
 
 ASSISTANT, ASSISTANT_EN, TEAM, TEAM_EN = "小智", "Xiaozhi", "星火实验室", "Spark Lab"
 N_PEOPLE = 200          # 一半在 SFT 里被问到, 另一半只出现在预训练文本里 (knowledge_unlock)
@@ -716,7 +716,7 @@ def create_sample(out_dir="data", seed=0, overwrite=False):
     return {"files": files, "counts": counts}
 
 
-if __name__ == "__main__":
+def main():
     parser = argparse.ArgumentParser(description="生成样例世界 (SFT 训练/评测对话和预训练文本), 不训练分词器")
     parser.add_argument("--out_dir", default="data", help="输出目录")
     parser.add_argument("--seed", type=int, default=0, help="随机种子: 同一个种子生成逐字节相同的文件")
@@ -727,3 +727,7 @@ if __name__ == "__main__":
         print(f"写入 {path}  ({info['counts'][name]} {'条对话' if name.endswith('.jsonl') else '段'})")
     rest = {k: v for k, v in info["counts"].items() if k not in info["files"]}
     print(json.dumps(rest, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    run_main(main)

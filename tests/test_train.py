@@ -261,7 +261,8 @@ def test_ctrl_c_while_importing_torch_is_one_line():
 
 @pytest.mark.parametrize("cmd", [["data.py", "--show"], ["data.py", "--check", "data/sft_train.jsonl"],
                                  ["tokenizer.py", "--encode", "你好"], ["model.py"],
-                                 ["bench.py", "--quick", "--device", "cpu", "--threads", "1"], ["experiments.py", "lora"]])
+                                 ["bench.py", "--quick", "--device", "cpu", "--threads", "1"], ["experiments.py", "lora"],
+                                 ["sample_data.py", "--out_dir", "sample_copy"]])
 def test_closed_output_pipe_is_quiet(base, cmd):
     """`python data.py --show | head -1` 这样读了一点就关掉管道: 每个脚本都经 cli.run_main 安静退出, 没有 BrokenPipeError。
     (bench 和 experiments 在第一行输出时就退出了, 不会真的开始测量或训练。)"""
@@ -272,6 +273,22 @@ def test_closed_output_pipe_is_quiet(base, cmd):
     p.stdout.close()  # 在它写出第一行之前就关掉
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 1 and err == ""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="需要 Linux 的 /dev/full (每次写都报 '磁盘满')")
+def test_full_disk_on_stdout_is_one_line(base):
+    """输出重定向到满了的磁盘 (`python data.py --check ... > out.txt`): 一行说明, 不是 traceback。"""
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "data.py"), "--check", "data/sft_train.jsonl"], cwd=base,
+                           stdout=full, stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == ["错误: 写不下去了 (No space left on device)。腾出磁盘空间, 或把输出重定向到别处"]
+
+
+def test_console_encoding_that_lacks_a_character():
+    """中文 Windows 上重定向的输出是 GBK: 模型吐出的半个字 (\ufffd) GBK 里没有, 印成 "?" 而不是 UnicodeEncodeError。"""
+    r = subprocess.run([sys.executable, "-c", "from cli import run_main; run_main(lambda: print('半个字\\ufffd'))"],
+                       cwd=ROOT, env=dict(os.environ, PYTHONIOENCODING="gbk"), capture_output=True)
+    assert r.returncode == 0 and r.stdout.decode("gbk") == "半个字?\n", r.stderr.decode(errors="replace")
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
@@ -297,6 +314,19 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
     for f in ("m.log.csv", "m.loss.png"):
         assert (tmp_path / f).read_text() == "上一次运行的"
     assert len(list(csv.reader(open(tmp_path / "m.log.csv.part")))) == 1 + 4  # 这次的日志: 表头和 NaN 之前的 4 步
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="需要 Linux 的 /dev/full (每次写都报 '磁盘满')")
+def test_full_disk_while_logging_is_one_line(world, tmp_path):
+    """训练中写 CSV 日志时磁盘满了: 一行说明 (哪一步、哪个文件、怎么办), 不是 traceback; 上一个模型的日志原样保留。"""
+    root, tok, convs = world
+    (tmp_path / "m.log.csv").write_text("上一次运行的")
+    os.symlink("/dev/full", tmp_path / "m.log.csv.part")
+    ds = data.SFTDataset(convs, tok, 64)
+    with pytest.raises(SystemExit, match=r"第 1 步写不了训练日志 .*m\.log\.csv\.part \(No space left on device\), 训练停止。"
+                                         r"腾出磁盘空间后重新训练"):
+        train(tiny_model(tok), ds, None, lambda b: data.collate(b, tok.pad_id), train_args(tmp_path / "m.pt", "--max_steps", "3"))
+    assert (tmp_path / "m.log.csv").read_text() == "上一次运行的"
 
 
 @pytest.mark.parametrize("poison_step", [2, 4])
