@@ -66,6 +66,7 @@ class Bot:
         self.name, self.model, self.tokenizer = name, model, tokenizer
         self.system = system
         self.history = []  # user / assistant 交替, 不含 system
+        self.stopped = False  # 上一个回答是不是被 Ctrl-C 打断的
         self.adapters = {}  # 名字 -> (lora state dict, scaling); 只在 --lora 给了适配器时非空
         self.adapter = None
 
@@ -122,6 +123,7 @@ class Bot:
                     sys.stdout.flush()
         except KeyboardInterrupt:
             stopped = True
+        self.stopped = stopped  # answer() 据此决定: 聊天里只停这一句, 脚本/管道模式里停下整个程序
         pieces.append(decoder.decode(b"", final=True))  # 结尾残缺的字节变成 "\ufffd"
         sys.stdout.write(pieces[-1] + "\n")
         sys.stdout.flush()
@@ -228,6 +230,8 @@ def read_lines(interactive):
         # 按字节一行行读、自己解码: 某一行不是合法文字 (例如 GBK 编码的文件) 时能说出是第几行
         encoding = sys.stdin.encoding or "utf-8"
         for n, raw in enumerate(src, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):  # Windows 记事本存的 "UTF-8 (带 BOM)": 否则第一行的 /命令 不认
+                raw = raw[3:]
             try:
                 yield raw.decode(encoding)
             except UnicodeDecodeError:
@@ -254,6 +258,8 @@ def answer(bots, text, args, interactive):
     for b in bots:
         label = f"[{b.name}] " if len(bots) > 1 else ("助手> " if interactive else "")
         b.reply(text, args, prefix=label)
+        if b.stopped and not interactive:  # --prompt / 管道模式里按 Ctrl-C: 半截回答已经印出, 程序以 130 退出
+            raise KeyboardInterrupt
 
 
 def parse_args(argv=None):

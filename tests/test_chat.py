@@ -320,6 +320,19 @@ def test_ctrl_c_stops_reply_keeps_partial_in_history(files, capsys):
     assert "已停止生成" in capsys.readouterr().err
 
 
+
+def test_ctrl_c_ends_the_program_in_prompt_and_pipe_modes(files, capsys):
+    """聊天里 Ctrl-C 只停这一句; --prompt 和管道模式里是要停下整个程序: 半截回答照样印出, 然后
+    KeyboardInterrupt 交给 cli.run_main (一行 "已中断", 退出码 130), 不会接着回答后面的行, 也不以 0 退出。"""
+    tok = files["tokenizer"]
+    args = chat.parse_args([])
+    chat.answer([chat.Bot("fake", FakeModel(tok.encode("喵喵喵"), interrupt_after=1), tok)], "你是谁？", args, interactive=True)
+    with pytest.raises(KeyboardInterrupt):
+        chat.answer([chat.Bot("fake", FakeModel(tok.encode("喵喵喵"), interrupt_after=1), tok)], "你是谁？", args,
+                    interactive=False)
+    assert capsys.readouterr().out.count(tok.decode(tok.encode("喵喵喵")[:1])) == 2
+
+
 @pytest.mark.parametrize("case, pattern", [
     ("missing", "找不到 checkpoint"),
     ("directory", "是目录, 不是 checkpoint 文件"),
@@ -378,3 +391,8 @@ def test_non_utf8_stdin_line_is_one_line_error(files):
     err = r.stderr.decode("utf-8")
     assert r.returncode == 1 and r.stdout.decode("utf-8") == "你好, 小红！\n"
     assert err.startswith("错误: 标准输入第 2 行不是 utf-8 编码的文字") and len(err.strip().splitlines()) == 1
+    # 记事本存的 "UTF-8 (带 BOM)": 开头的 BOM 去掉, 第一行的 /exit 照样是命令, 不会当成消息发给模型
+    r = subprocess.run([sys.executable, "chat.py", "--checkpoint", files["sft"], "--temperature", "0", "--device", "cpu"],
+                       input=b"\xef\xbb\xbf/exit\n" + "我叫小红\n".encode("utf-8"), capture_output=True, cwd=ROOT, env=env,
+                       timeout=120)
+    assert r.returncode == 0 and r.stdout == b"", r.stderr.decode("utf-8")
