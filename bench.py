@@ -395,7 +395,7 @@ def main():
                                "repeats": 1, "gen_tokens": 1, "prompt_len": 1})
     if bad:
         raise SystemExit("错误: " + "; ".join(bad))
-    if args.json:
+    if args.json is not None:
         # 测量要几分钟; 先确认结果写得出去。已有的文件必须是 bench.py 写过的结果, 才可以覆盖
         check_output_path(args.json, "--json", ours=lambda obj: isinstance(obj, dict)
                           and {"train", "generate", "padding_fraction", "matmul_gflops"} <= obj.keys())
@@ -480,7 +480,7 @@ def main():
     res = dict(peak=max(peaks), peaks=peaks, mm_size=mm_size, train=train, hf_train=hf_train, compiled=compiled,
                big=big, gen=gen, hf_gen=hf_gen, pad=pad, pad_batch=pad_batch, tok_mb_s=tok_mb_s, data_note=data_note, device=device)
     report(args, res)
-    if args.json:
+    if args.json is not None:
         save_results_json(args.json, summary(res, args.compare_hf))
         print(f"写入 {args.json}")
 

@@ -61,8 +61,11 @@ def check_output_path(path, flag="--out", inputs=(), kinds=None, ours=None):
     别的文件 (分词器、数据、README、另一种 checkpoint) 一律拒绝:
       kinds: 要写的是 checkpoint, 路径要以 .pt 结尾, 已有的文件必须是这几种 kind 之一;
       ours:  要写的是 JSON 结果, 路径要以 .json 结尾, 已有的文件必须让 ours(它的内容) 为真 (就是这个脚本写过的结果)。"""
+    example = 'runs/results.json' if ours else 'checkpoints/model.pt'
+    if not path:
+        raise SystemExit(f"错误: {flag} 是空的, 这里要一个文件路径 (例如 {example})")
     if not os.path.basename(path) or os.path.isdir(path):
-        raise SystemExit(f"错误: {flag} {path!r} 是目录, 这里要一个文件路径 (例如 {'runs/results.json' if ours else 'checkpoints/model.pt'})")
+        raise SystemExit(f"错误: {flag} {path!r} 是目录, 这里要一个文件路径 (例如 {example})")
     for in_flag, src in inputs:
         if src and os.path.isfile(src) and os.path.isfile(path) and os.path.samefile(src, path):
             raise SystemExit(f"错误: {flag} {path} 就是 {in_flag} 读的文件, 写结果会把它覆盖。换一个 {flag}")

@@ -437,15 +437,17 @@ def main():
                    help="--create_sample 时覆盖 --out_dir 里内容不同的已有文件 (默认拒绝: 那可能是你自己的数据)")
     args = p.parse_args()
 
-    if not (args.create_sample or args.show or args.check):
+    if not (args.create_sample or args.show or args.check is not None):
         p.error("请指定 --create_sample、--show 或 --check FILE 之一")
+    if args.check == "":
+        p.error("--check 后面要跟一个数据文件, 例如 --check data/sft_train.jsonl")
     if args.max_length < 1:
         raise SystemExit(f"错误: --max_length 必须 >= 1, 收到 {args.max_length}")
     if args.create_sample:
         create_sample(args.out_dir, args.seed, args.vocab_size, args.overwrite)
     if args.show:
         show(args.data_path, args.index, load_tokenizer(args.tokenizer), args.max_length)
-    if args.check and check(args.check, load_tokenizer(args.tokenizer), args.max_length, args.strict):
+    if args.check is not None and check(args.check, load_tokenizer(args.tokenizer), args.max_length, args.strict):
         sys.exit(1)  # 坏记录已逐条列在上面; 训练时会跳过它们, 但文件本身有问题
 
 

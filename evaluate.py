@@ -237,7 +237,7 @@ def main():
     if args.samples < 0 or args.ppl_blocks < 0:
         raise SystemExit("错误: --samples 和 --ppl_blocks 不能是负数")
     paths = args.checkpoints or [c for c in DEFAULT_CHECKPOINTS if os.path.exists(c)]
-    if args.json:  # 评估要几分钟; 先确认结果写得出去, 而且不会盖掉要读的文件
+    if args.json is not None:  # 评估要几分钟 (--json "" 也要报错, 不能悄悄不写); 先确认结果写得出去, 而且不会盖掉要读的文件
         inputs = [("--data_path", args.data_path), ("--ppl_path", args.ppl_path), *(("checkpoint", c) for c in paths),
                   *([("--lora", args.lora)] if args.lora else [])]
         check_output_path(args.json, "--json", inputs, ours=is_results_json)
@@ -285,7 +285,7 @@ def main():
         print_samples(s["results"], args.samples, args.max_new_tokens)
 
     print("\n" + format_table(summaries))
-    if args.json:
+    if args.json is not None:
         out = {name: {"overall": s["overall"], "categories": s["categories"], "stop_rate": s["stop_rate"],
                       "pretrain_ppl": s["pretrain_ppl"], "n": s["n"]} for name, s in summaries.items()}
         save_results_json(args.json, out)
