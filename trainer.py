@@ -211,9 +211,9 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
 
     run_info: 写进续训状态的这次运行的起点 (例如模型配置、LoRA 底座的指纹)。--resume 时逐项核对:
     续训会把整个模型换成续训状态里的权重, 起点变了 (例如 --init 换成了重新训练过的底座) 还接着训,
-    训练的就是旧起点, 存下来的却记着新起点。决定数据顺序的几项 (--seed、步 batch 的切法、训练数据本身)、
-    决定学习率曲线的总步数和存在优化器状态里的 --weight_decay 也一并核对: 换了它们, 续训的就不是同一次训练
-    (weight_decay 还会被旧值悄悄盖掉)。--lr 可以换 (续训时想调低学习率是常见的需要)。
+    训练的就是旧起点, 存下来的却记着新起点。决定数据顺序的几项 (--seed、步 batch 的切法、训练数据本身) 和存在
+    优化器状态里的 --weight_decay 也一并核对: 换了它们, 续训的就不是同一次训练 (weight_decay 还会被旧值悄悄盖掉)。
+    --lr 和总步数可以换 (续训时调低学习率、提前收尾都是常见的需要); 总步数变了, 余弦学习率跟着变, 会提示一行。
     """
     check_train_args(args)
     rank, world, device = setup_distributed(args.device)
@@ -256,8 +256,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
 
     step, history = 0, []
     run_info = {**(run_info or {}), "seed": args.seed, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
-                "processes": world, "weight_decay": args.weight_decay, "total_steps": total_steps,
-                "data": data_fingerprint(train_set)}
+                "processes": world, "weight_decay": args.weight_decay, "data": data_fingerprint(train_set)}
     if args.resume:
         if not os.path.isfile(resume_path):
             raise SystemExit(f"错误: 找不到续训状态 {resume_path}。去掉 --resume 从头训练, 或检查 --out")
@@ -269,7 +268,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
         changed = [describe_change(k, saved[k], v) for k, v in run_info.items() if k in saved and saved[k] != v]
         if changed:
             raise SystemExit(f"错误: {resume_path} 和这次的设置对不上 ({'; '.join(changed)})。用当初的参数续训 "
-                             f"(同一个 --init、--seed、--batch_size、--grad_accum、进程数、--weight_decay、总步数 (--epochs / --max_steps)、"
+                             f"(同一个 --init、--seed、--batch_size、--grad_accum、进程数、--weight_decay、"
                              f"训练数据 (--data_path、--max_length、--no_mask); 预训练还有模型大小和 --tokenizer, LoRA 还有 --lora_r 等), "
                              "或去掉 --resume 从头训练")
         try:
@@ -283,6 +282,9 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
         step, history = state["step"], state["history"]
         if main:
             print(f"从 {resume_path} 第 {step} 步继续")
+            if state.get("total_steps", total_steps) != total_steps:  # 数据位置不受影响, 学习率曲线会变: 说一声, 不拦
+                print(f"注意: 总步数从当初的 {state['total_steps']} 变成了 {total_steps} (--epochs / --max_steps), "
+                      "余弦学习率按新的总步数算, 和不中断的那次训练不再相同")
 
     def still_saved():  # 训练因 NaN/inf 停下时的后半句: 上一次好的续训状态还在 (两处报错共用)
         return f"上次保存的 {resume_path if os.path.exists(resume_path) else '(尚无)'} 保持不变; 试试降低 --lr"
@@ -298,7 +300,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
         check_weights()
         if main:
             save_checkpoint(resume_path, {
-                "format": FORMAT, "kind": "resume", "step": step, "history": history,
+                "format": FORMAT, "kind": "resume", "step": step, "total_steps": total_steps, "history": history,
                 "model_state": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler else None,
                 "args": vars(args), "run_info": run_info})
