@@ -484,8 +484,6 @@ def exp_unseen(fresh):
     "小智"、"星火实验室"、"喵" 这些字大多只在那里出现), 分词器不变, 用默认设置重新预训练, 再做默认的全参数 SFT 和
     LoRA。看三处: SFT 数据里有多少种 token 变成了没见过的; 新底座里这些 token 的 embedding 是不是挤成了一团
     (两两余弦相似度); SFT 之后各类别的准确率, 尤其是 LoRA (embedding 冻结, 没法现学)。"""
-    import torch
-    from checkpoint import load_model
     from data import TRAIN_PATH, load_conversations, load_tokenizer
     tok = load_tokenizer()
     lines = read_pretrain_text().splitlines()
@@ -499,18 +497,10 @@ def exp_unseen(fresh):
                         train("sft_no_talk", "train_sft.py", "--init", base_nt["path"], fresh=fresh),
                         train("lora_no_talk", "train_lora.py", "--init", base_nt["path"], fresh=fresh))}
     ev = evaluate([m["path"] for _, sft, lora in runs.values() for m in (sft, lora)], "unseen")
-
-    def crowding(base):
-        """这些 token 的 embedding 两两之间的平均余弦相似度 (对角线除外): 越接近 1, 模型越分不清它们。"""
-        model, _, _ = load_model(base)
-        e = torch.nn.functional.normalize(model.embed_tokens.weight[unseen].detach(), dim=-1)  # (U, C)
-        sim = e @ e.T  # (U, U)
-        return ((sim.sum() - sim.diagonal().sum()) / (len(unseen) * (len(unseen) - 1))).item()
-
     cats = ["identity", "system_prompt", "text_task"]
     rows, raw = [], {"unseen_tokens": [tok.decode([i]) for i in unseen], "pretrain_lines": [len(lines), len(kept)]}
     for label, (base, sft, lora) in runs.items():
-        cos = crowding(base)
+        cos = mean_cosine(base, unseen)
         for method, m in (("全参数 SFT", sft), ("LoRA r=8 q,v", lora)):
             e = ev[m["path"]]
             rows.append([label, method, f"{cos:.2f}"] + [pct(e["categories"][c]) for c in cats] + [pct(e["overall"])])
@@ -666,6 +656,34 @@ def phrasing(question, names):
     return question if name is None else question.replace(name, "X")
 
 
+def mean_cosine(path, ids):
+    """模型 path 里这些 token 的 embedding 两两之间的平均余弦相似度 (对角线除外): 越接近 1, 模型越分不清它们。"""
+    import torch
+    from checkpoint import load_model
+    model, _, _ = load_model(path)
+    e = torch.nn.functional.normalize(model.embed_tokens.weight[ids].detach(), dim=-1)  # (U, C)
+    sim = e @ e.T  # (U, U)
+    return ((sim.sum() - sim.diagonal().sum()) / (len(ids) * (len(ids) - 1))).item()
+
+
+def exp_roles(fresh):
+    """chat 模板的三个角色标签 <|system|> <|user|> <|assistant|> 在预训练里从没出现过 (预训练只用 <|endoftext|> 分段),
+    SFT 里它们只做输入 (label 都是 -100), 从来不是要预测的目标。按 7.1 的道理, 它们的 embedding 在底座里应该挤成一团;
+    SFT 之后分开了没有? 对照: 1,000 个随机的普通 token 两两之间的平均余弦相似度。LoRA 冻结 embedding, 那一行应该和底座相同。"""
+    import random
+    from data import load_tokenizer
+    tok = load_tokenizer()
+    system, user, assistant = (tok.special_ids[t] for t in ("<|system|>", "<|user|>", "<|assistant|>"))
+    ordinary = random.Random(0).sample(range(tok.eot_id), min(1000, tok.eot_id))  # eot_id 之前都是普通 token
+    models = {"底座": BASE, "全参数 SFT": train("sft_full", "train_sft.py", fresh=fresh)["path"],
+              "LoRA r=8 q,v": train("lora_qv_r8", "train_lora.py", fresh=fresh)["path"]}
+    pairs = {"system, user": [system, user], "system, assistant": [system, assistant], "user, assistant": [user, assistant],
+             "普通 token (对照)": ordinary}
+    sims = {label: {k: mean_cosine(path, ids) for k, ids in pairs.items()} for label, path in models.items()}
+    rows = [[label] + [f"{v:.2f}" for v in s.values()] for label, s in sims.items()]
+    return table(["模型 (embedding 的余弦相似度)", *pairs], rows), {"models": models, "cosine": sims}
+
+
 def exp_phrasing(fresh):
     """knowledge 的分数为什么随底座大起大落 (copy、words 两个实验里, 只多了 3%–16% 的预训练文本, 就从 93% 掉到 62%–76%)?
     这一类的 100 道题是 SFT 见过的人, 用训练里没有的问法来问 —— 但问法只有几种, 每种问十来个人。按问法分开数:
@@ -693,7 +711,7 @@ def exp_phrasing(fresh):
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
                "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills, "topic": exp_topic,
                "tokenizer": exp_tokenizer, "unseen": exp_unseen, "copy": exp_copy, "words": exp_words,
-               "phrasing": exp_phrasing}
+               "phrasing": exp_phrasing, "roles": exp_roles}
 
 
 def main():
