@@ -28,11 +28,11 @@ class LoRALinear(nn.Module):
         w = base_layer.weight
         self.lora_A = nn.Linear(base_layer.in_features, r, bias=False, device=w.device, dtype=w.dtype)
         self.lora_B = nn.Linear(r, base_layer.out_features, bias=False, device=w.device, dtype=w.dtype)
-        # A 随机 (和论文、PEFT 一样用 kaiming-uniform), B 全零: BA = 0, 所以第 0 步的模型和底座一模一样,
+        # A 随机 (用 PEFT 默认的 kaiming-uniform; 论文用高斯, 要紧的只是 A 不为零), B 全零: BA = 0, 所以第 0 步的模型和底座一模一样,
         # 训练从底座出发; 而 A 不为零, B 的梯度 (依赖 A x) 就不为零, 训练能动起来。两个都为零则永远学不动。
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
-        # 除以 r: 换一个 r 时旁路输出的量级大致不变, 同一个学习率和 alpha 不用跟着重调
+        # 除以 r: 换一个 r 时旁路输出的量级大致不变, 学习率和 alpha 通常不用跟着重调 (经验做法, 不严格; rsLoRA 改用 alpha/√r)
         self.scaling = alpha / r
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False

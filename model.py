@@ -112,7 +112,7 @@ class RMSNorm(nn.Module):
 def rope_cache(head_dim, max_seq_len, theta):
     """预先算好每个位置的旋转角的 cos/sin, 形状 (max_seq_len, head_dim)。
 
-    第 i 对维度转得最快 (频率 1), 越往后越慢 (频率 theta^(-2i/hd)): 快的分辨近处, 慢的分辨远处。
+    第 0 对维度转得最快 (频率 1), 第 i 对越往后越慢 (频率 theta^(-2i/hd)): 快的分辨近处, 慢的分辨远处。
     第 i 维和第 i + hd/2 维组成一对 (与 HF Llama 相同, 权重可以互换), 同一对转同一个角度, 所以角度表左右各放一份;
     sin 的左半边带负号, 见 apply_rope。"""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)  # (hd/2,)
@@ -272,7 +272,7 @@ class GPT(nn.Module):
         targets = labels[:, 1:]  # (B, T-1)
         keep = targets != IGNORE_INDEX  # (B, T-1)
         # 只把要算 loss 的位置送进 lm_head: SFT 里 system/user 部分全是 -100, 常占一半以上;
-        # 而 lm_head (C x V, V=4096) 是最大的一个矩阵乘, 跳过被 mask 的位置能省下可观的计算。
+        # 而 lm_head (C x V, V 是词表大小: 课程里 1,536, 预设 4,096) 是最大的一个矩阵乘, 跳过被 mask 的位置能省下可观的计算。
         logits = self.lm_head(h[:, :-1][keep])  # (N, V)
         # 用"总和 / max(N, 1)"而不是 mean: 全部是 -100 时 N=0, 空的总和恰好是 0, 梯度也全是 0;
         # 而 mean 会得到 0/0 = NaN。

@@ -2,7 +2,7 @@
 
 与 train_sft.py 的区别只有一步: 训练前 apply_lora(model, ...) 把目标层包起来并冻结其余参数。
 数据、掩码、训练循环全都一样 (从 train_sft.py / trainer.py 复用, 没有复制)。
-保存的 checkpoints/lora_adapter.pt 只有 lora_A/lora_B 和 LoRA 配置, 外加底座的路径和指纹 (不到完整模型的 2%);
+保存的 checkpoints/lora_adapter.pt 只有 lora_A/lora_B 和 LoRA 配置, 外加底座的路径和指纹 (课程的默认设置下约是完整模型的 1%);
 --merge 另存一份把 BA 折进 W 的完整模型 checkpoints/lora_merged.pt, 像普通 checkpoint 一样加载。
 
 学习率: LoRA 的默认学习率 (1e-2) 比全参数 SFT (1e-4) 高两个数量级 —— 可训练的参数少, B 又从 0 出发, 小学习率下几乎学不动。
