@@ -666,22 +666,52 @@ def mean_cosine(path, ids):
     return ((sim.sum() - sim.diagonal().sum()) / (len(ids) * (len(ids) - 1))).item()
 
 
+def distinct_roles_base(roles, fresh):
+    """底座的一份拷贝, 只把几个角色标签的 embedding 换成各不相同的随机方向 (长度取普通 token 的平均长度)。
+    embedding 与 lm_head 共享, 所以这也改了 "输出这个标签" 的 logit; SFT 里它们不是目标, 训练会再把这些 logit 压下去。"""
+    import torch
+    from checkpoint import load_model, save_model
+    path = os.path.join(RUNS, "base_distinct_roles.pt")
+    if fresh or not os.path.exists(path):
+        model, tok, ckpt = load_model(BASE)
+        emb = model.embed_tokens.weight.data  # (V, C)
+        norm = emb[:tok.eot_id].norm(dim=-1).mean()
+        g = torch.Generator().manual_seed(0)
+        for t in roles:
+            v = torch.randn(emb.size(1), generator=g)  # (C,)
+            emb[t] = v / v.norm() * norm
+        save_model(path, model, tok, ckpt.get("args"), ckpt.get("metrics"))
+    return path
+
+
 def exp_roles(fresh):
     """chat 模板的三个角色标签 <|system|> <|user|> <|assistant|> 在预训练里从没出现过 (预训练只用 <|endoftext|> 分段),
     SFT 里它们只做输入 (label 都是 -100), 从来不是要预测的目标。按 7.1 的道理, 它们的 embedding 在底座里应该挤成一团;
-    SFT 之后分开了没有? 对照: 1,000 个随机的普通 token 两两之间的平均余弦相似度。LoRA 冻结 embedding, 那一行应该和底座相同。"""
+    SFT 之后分开了没有? 对照: 1,000 个随机的普通 token 两两之间的平均余弦相似度。LoRA 冻结 embedding, 那一行应该和底座相同。
+    再看分开它们有没有用: 把底座里这三个标签换成各不相同的随机方向, 其余不动, 再做默认的全参数 SFT 和 LoRA。"""
     import random
     from data import load_tokenizer
     tok = load_tokenizer()
-    system, user, assistant = (tok.special_ids[t] for t in ("<|system|>", "<|user|>", "<|assistant|>"))
+    roles = [tok.special_ids[t] for t in ("<|system|>", "<|user|>", "<|assistant|>")]
+    system, user, assistant = roles
     ordinary = random.Random(0).sample(range(tok.eot_id), min(1000, tok.eot_id))  # eot_id 之前都是普通 token
-    models = {"底座": BASE, "全参数 SFT": train("sft_full", "train_sft.py", fresh=fresh)["path"],
-              "LoRA r=8 q,v": train("lora_qv_r8", "train_lora.py", fresh=fresh)["path"]}
+    base_r = distinct_roles_base(roles, fresh)
+    runs = {"课程默认": (BASE, train("sft_full", "train_sft.py", fresh=fresh), train("lora_qv_r8", "train_lora.py", fresh=fresh)),
+            "角色标签各不相同": (base_r, train("sft_distinct_roles", "train_sft.py", "--init", base_r, fresh=fresh),
+                         train("lora_distinct_roles", "train_lora.py", "--init", base_r, fresh=fresh))}
     pairs = {"system, user": [system, user], "system, assistant": [system, assistant], "user, assistant": [user, assistant],
              "普通 token (对照)": ordinary}
+    models = {f"{label}: {kind}": path for label, (base, sft, lora) in runs.items()
+              for kind, path in (("底座", base), ("全参数 SFT", sft["path"]), ("LoRA r=8 q,v", lora["path"]))}
     sims = {label: {k: mean_cosine(path, ids) for k, ids in pairs.items()} for label, path in models.items()}
-    rows = [[label] + [f"{v:.2f}" for v in s.values()] for label, s in sims.items()]
-    return table(["模型 (embedding 的余弦相似度)", *pairs], rows), {"models": models, "cosine": sims}
+    md = table(["模型 (embedding 的余弦相似度)", *pairs], [[label] + [f"{v:.2f}" for v in s.values()] for label, s in sims.items()])
+    ev = evaluate([m["path"] for _, sft, lora in runs.values() for m in (sft, lora)], "roles")
+    cats = ["identity", "multi_turn", "system_prompt"]
+    rows = [[label, method, pct(ev[m["path"]]["overall"])] + [pct(ev[m["path"]]["categories"][c]) for c in cats]
+            + [pct(ev[m["path"]]["stop_rate"])]
+            for label, (_, sft, lora) in runs.items() for method, m in (("全参数 SFT", sft), ("LoRA r=8 q,v", lora))]
+    md += "\n\n" + table(["底座里的角色标签", "微调", "总体", *cats, "停止率"], rows)
+    return md, {"models": models, "cosine": sims, "eval": ev}
 
 
 def exp_phrasing(fresh):

@@ -281,3 +281,26 @@ def test_phrasing_groups_questions_by_their_wording():
     assert phrasing("韦轩文的家乡在哪儿？", names) == "X的家乡在哪儿？"
     assert phrasing("你知道韦轩是在哪座城市出生的吗？", names) == "你知道X是在哪座城市出生的吗？"
     assert phrasing("你是谁？", names) == "你是谁？"
+
+
+def test_distinct_roles_base_changes_only_the_role_rows(world, tmp_path, monkeypatch):
+    """experiments.py roles 的对照底座: 只有角色标签的 embedding 行换成了各不相同的方向 (长度是普通 token 的平均长度),
+    其余权重逐位不变; embedding 与 lm_head 仍是同一张表。mean_cosine 算的就是两两余弦的平均。"""
+    import experiments
+    from checkpoint import load_model
+    root, tok, _ = world
+    monkeypatch.setattr(experiments, "BASE", str(root / "m0.pt"))
+    monkeypatch.setattr(experiments, "RUNS", str(tmp_path))
+    roles = [tok.special_ids[t] for t in ("<|system|>", "<|user|>", "<|assistant|>")]
+    path = experiments.distinct_roles_base(roles, fresh=False)
+    before, after = load_model(str(root / "m0.pt"))[0], load_model(path)[0]
+    emb0, emb1 = before.embed_tokens.weight, after.embed_tokens.weight
+    others = [i for i in range(tok.vocab_size) if i not in roles]
+    assert torch.equal(emb0[others], emb1[others]) and not torch.equal(emb0[roles], emb1[roles])
+    assert after.lm_head.weight is after.embed_tokens.weight
+    torch.testing.assert_close(emb1[roles].norm(dim=-1), emb0[:tok.eot_id].norm(dim=-1).mean().expand(3))
+    rest = {k: v for k, v in before.state_dict().items() if "embed_tokens" not in k and "lm_head" not in k}
+    assert all(torch.equal(v, after.state_dict()[k]) for k, v in rest.items())
+    e = torch.nn.functional.normalize(emb1[roles], dim=-1)
+    assert experiments.mean_cosine(path, roles) == pytest.approx(((e @ e.T).sum().item() - 3) / 6, abs=1e-6)
+    assert experiments.mean_cosine(path, roles[:1] * 2) == pytest.approx(1.0)
