@@ -89,6 +89,9 @@ def apply_lora(model, target_modules, r=8, alpha=16, dropout=0.05) -> list[str]:
                          "r 要 >= 1, alpha 是正数, dropout 在 [0, 1) 内, target_modules 不能为空")
     # lm_head 与 embed_tokens 共享权重: merge 会连带改掉输入 embedding, 所以和 PEFT 一样不套在输出层上
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.split(".")[-1] != "lm_head"]
+    if "all-linear" in target_modules and len(target_modules) > 1:
+        raise SystemExit(f"错误: target_modules={','.join(target_modules)}: all-linear 已经包含所有线性层, 要单独写, "
+                         "不能和具体的层名并列。例如 --target_modules all-linear 或 --target_modules q_proj,v_proj")
     if target_modules == ["all-linear"]:
         names = linears
     else:

@@ -163,6 +163,8 @@ def test_unknown_target_lists_available_names():
     with pytest.raises(SystemExit, match="^错误: .*'qproj'.*可选: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj") as e:
         apply_lora(make_model(), "q_proj,qproj")
     assert "\n" not in str(e.value)
+    with pytest.raises(SystemExit, match="^错误: target_modules=all-linear,q_proj: all-linear 已经包含所有线性层"):
+        apply_lora(make_model(), "all-linear,q_proj")
     with pytest.raises(SystemExit, match="lm_head"):  # 输出层与 embedding 共享权重, 不可套
         apply_lora(make_model(), "lm_head")
     model = make_model()
