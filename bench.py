@@ -48,7 +48,7 @@ import data
 from checkpoint import check_output_path, save_results_json
 from lora import apply_lora
 from model import GPT, get_config, pick_device
-from trainer import autocast_for, below_minimum, make_optimizer, n_targets, peak_memory_mb
+from trainer import amp_dtype, autocast_for, below_minimum, make_optimizer, n_targets, peak_memory_mb
 
 TARGETS = {"full": None, "lora_qv": "q_proj,v_proj", "lora_all": "all-linear"}  # 三种训练配置 -> apply_lora 的目标
 TRAINER_SEED = 1337  # 训练脚本 --seed 的默认值: 第 0 个 epoch 的 batch 顺序由它决定
@@ -65,14 +65,19 @@ def cpu_name():
 def sync(device):
     """GPU 是异步的: 计时前后要等它真的算完。"""
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # 不带参数时等的是 "当前" GPU, --device cuda:1 时就等错了卡
     elif device.type == "mps":
         torch.mps.synchronize()
 
 
+def precision(device):
+    """矩阵乘峰值和训练用的精度的名字: bf16 / fp16 (不支持 bf16 的老卡) / fp32。"""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp_dtype(device), "fp32")
+
+
 def matmul_gflops(device, n, repeats):
     """矩阵乘峰值: 两个 n x n 矩阵相乘 2n^3 次浮点运算, 取中位数。"""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = amp_dtype(device) or torch.float32  # 和训练用的精度一致: CUDA 上 bf16 (老卡 fp16), 其他设备 fp32
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     inner = 20 if device.type == "cuda" else 1  # GPU 上一次乘法太快, 计时要攒一批
     times = []
@@ -151,6 +156,8 @@ class TrainRun:
     def __init__(self, s):
         self.s, device = s, torch.device(s["device"])
         self.device, self.cfg = device, get_config(s["preset"])
+        if device.type == "cuda":  # --quick 时几个配置在同一个进程里跑: 显存峰值要从这个配置开始重新记
+            torch.cuda.reset_peak_memory_stats(device)
         self.base_mem = peak_memory_mb(device)  # 建模型之前: CPU 上就是 import torch 等库之后的 RSS
         target = TARGETS[s["mode"]]
         if s["impl"] == "hf":
@@ -430,7 +437,7 @@ def main():
     print(f"机器: {machine} | torch {torch.__version__} | 线程 {torch.get_num_threads()} | 设备 {device}")
     print(f"形状 ({args.preset}): vocab {cfg.vocab_size}, 宽 {cfg.n_embd}, {cfg.n_layer} 层, {cfg.n_head} 头 "
           f"(kv {cfg.n_kv_head}), MLP {cfg.intermediate_size}; batch {args.batch_size} x {args.seq_len}, "
-          f"每行前一半 label=-100; {'CUDA bf16 autocast' if device.type == 'cuda' else 'fp32'}; "
+          f"每行前一半 label=-100; {'CUDA ' + precision(device) + ' autocast' if device.type == 'cuda' else 'fp32'}; "
           f"预热 {args.warmup} 步, {args.repeats} 次计时 x {args.steps} 步取中位数")
     print(f"LoRA: r={args.lora_r}, alpha={args.lora_alpha:g}, dropout={args.lora_dropout:g} (两边相同); 优化器: "
           f"我们 trainer.make_optimizer, HF torch.optim.AdamW 默认参数; 两边都有梯度裁剪 1.0\n")
@@ -493,7 +500,7 @@ def report(args, res):
     """打印那张表, 以及对照 issue 里各项目标的结论。"""
     peak, train, hf_train, gen, hf_gen = res["peak"], res["train"], res["hf_train"], res["gen"], res["hf_gen"]
     ratio = lambda a, b: f"{a / b:.2f}x"
-    print(f"矩阵乘峰值 ({'bf16' if res['device'].type == 'cuda' else 'fp32'} torch.mm {res['mm_size']}x{res['mm_size']}): "
+    print(f"矩阵乘峰值 ({precision(res['device'])} torch.mm {res['mm_size']}x{res['mm_size']}): "
           f"{peak:,.0f} GFLOP/s (整场 {len(res['peaks'])} 次里最好的; 最差 {min(res['peaks']):,.0f}, 差得多说明机器上还有别人在跑)")
     print(f"\n训练 ({train['full']['params'] / 1e6:.2f}M 参数)    tokens/s     MFU  峰值内存MB  可训练参数"
           + ("  |  HF tokens/s  HF MFU   我们/HF" if hf_train else ""))

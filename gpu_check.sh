@@ -41,7 +41,11 @@ step "1. bench.py: 默认形状 (5.8M 参数, batch 16 x 256) $HF"
 python bench.py --device "$DEVICE" $HF --json "$W/bench_default.json" $BENCH_ARGS
 
 step "2. bench.py: gpu 预设 (约 1 亿参数, batch 16 x 512), GPU 该有的 MFU 看这里"
-python bench.py --device "$DEVICE" --preset gpu --seq_len 512 $HF --json "$W/bench_gpu.json" $BENCH_ARGS
+if [[ " $BENCH_ARGS " == *" --quick "* ]]; then
+    echo "(BENCH_ARGS 里有 --quick: 它固定用 tiny 形状, 不能和 --preset gpu 一起用, 跳过这一步)"
+else
+    python bench.py --device "$DEVICE" --preset gpu --seq_len 512 $HF --json "$W/bench_gpu.json" $BENCH_ARGS
+fi
 
 step "3. data.py --create_sample"
 python data.py --create_sample --out_dir "$W/data"

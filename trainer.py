@@ -127,11 +127,18 @@ def lr_at(step, total, args):
     return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def amp_dtype(device):
+    """CUDA 上混合精度用的类型: bf16, 不支持 bf16 的老卡用 fp16; 其他设备不用混合精度 (None)。"""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def autocast_for(device):
     """CUDA: bf16 (老卡 fp16 + GradScaler); 其他设备: fp32。返回 (autocast 上下文工厂, GradScaler 或 None)。"""
-    if device.type != "cuda":
+    dtype = amp_dtype(device)
+    if dtype is None:
         return nullcontext, None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
@@ -273,6 +280,10 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
                              "或去掉 --resume 从头训练")
         try:
             raw_model.load_state_dict(state["model_state"])
+            # load_state_dict 会把存档里每组的 fused 也抄过来: GPU 上存的状态拿到 CPU 上续训就还是 fused (旧版 torch 的 CPU
+            # 不支持), 反过来则悄悄不 fused。这个选项跟着这次的设备走
+            for group in state["optimizer"].get("param_groups", []):
+                group["fused"] = optimizer.defaults["fused"]
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise SystemExit(f"错误: {resume_path} 与现在的模型对不上 (是另一个脚本或另一种模型形状留下的: {type(e).__name__})。"

@@ -198,6 +198,22 @@ def test_resume_refuses_other_data_and_notes_new_total_steps(world, tmp_path, ca
     assert "注意: 总步数从当初的 2 变成了 3" in capsys.readouterr().out
 
 
+def test_resume_on_another_device_uses_this_devices_fused_setting(world, tmp_path):
+    """GPU 上存的续训状态 (AdamW fused=True) 拿到 CPU 上续训: fused 跟着这次的设备走, 而不是被存档里的值盖掉。"""
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    collate = lambda b: data.collate(b, tok.pad_id)  # noqa: E731
+    out = tmp_path / "f.pt"
+    train(tiny_model(tok), ds, None, collate, train_args(out, "--max_steps", "2", "--save_interval", "1"))
+    state = load_checkpoint(str(tmp_path / "f.resume.pt"))
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"] = True  # 像是在 CUDA 上存的
+    save_checkpoint(str(tmp_path / "f.resume.pt"), state)
+    train(tiny_model(tok), ds, None, collate, train_args(out, "--max_steps", "4", "--save_interval", "1", "--resume"))
+    state = load_checkpoint(str(tmp_path / "f.resume.pt"))  # 续训之后第 3 步存下的
+    assert state["step"] == 3 and [g["fused"] for g in state["optimizer"]["param_groups"]] == [False, False]
+
+
 @pytest.fixture
 def terminal_sigint():
     """SIGINT 按终端里的样子处理 (Python 启动时装的 default_int_handler)。在后台 (sh -c '... &') 跑测试时,
