@@ -63,7 +63,7 @@ def main():
     g.add_argument("--n_layer", type=int, help="覆盖预设的层数")
     g.add_argument("--n_embd", type=int, help="覆盖预设的隐藏维度")
     g.add_argument("--show_prompts", default="北京是,韦轩文出生在,一年有", help="训练完用底座续写这些开头 (逗号分隔)")
-    add_train_args(p, epochs=12, lr=1e-3, batch_size=32, warmup_steps=30, eval_interval=100,
+    add_train_args(p, epochs=12, lr=1e-3, batch_size=32, warmup_steps=30, eval_interval=200,
                    out="checkpoints/base_model.pt")
     args = p.parse_args()
 

@@ -35,7 +35,7 @@ def main():
     g.add_argument("--merge", action="store_true", help="另存一份合并后的完整模型 (路径: --out 旁边的 *_merged.pt)")
     # 学习率比全参数 SFT (1e-4) 高两个数量级: 旁路从零开始, 只有 (n+m)·r 个参数, 要走很远才改得动底座的行为;
     # 冻结的底座又不会被冲掉 (见 README 7.3 的学习率表: 1e-3 时 LoRA 明显学得少, 1e-2 最好, 3e-2 就发散了)
-    add_train_args(p, epochs=3, lr=1e-2, batch_size=16, warmup_steps=20, eval_interval=100,
+    add_train_args(p, epochs=3, lr=1e-2, batch_size=16, warmup_steps=20, eval_interval=200,
                    out="checkpoints/lora_adapter.pt")
     args = p.parse_args()
     check_train_args(args)  # 训练参数先查, 再花时间读数据、建模型

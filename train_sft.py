@@ -72,7 +72,7 @@ def load_sft_data(args, tokenizer, max_length):
 def main():
     p = argparse.ArgumentParser(description="全参数 SFT: 在对话数据上微调底座模型的全部参数")
     add_sft_args(p)
-    add_train_args(p, epochs=3, lr=1e-4, batch_size=16, warmup_steps=20, eval_interval=100,
+    add_train_args(p, epochs=3, lr=1e-4, batch_size=16, warmup_steps=20, eval_interval=200,
                    out="checkpoints/sft_model.pt")
     args = p.parse_args()
     check_train_args(args)  # 训练参数先查, 再花时间读数据、建模型
