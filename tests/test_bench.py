@@ -147,3 +147,24 @@ def test_profile_flag_prints_the_breakdown(data_dir):
                         "--data_dir", str(data_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "全参训练" in r.stdout and "生成" in r.stdout and "矩阵乘 (mm)" in r.stdout
+
+
+def test_gpu_check_passes_only_flags_the_scripts_know(tmp_path):
+    """gpu_check.sh 要在难得借到的 GPU 上一次跑通: 它传给每个脚本的参数, 那个脚本的 argparse 里都要有。
+    用一个假的 python (只记下参数, 什么也不跑) 把整个脚本走一遍, 再和各脚本 --help 列出的参数比。"""
+    import re
+    calls_file, fake = tmp_path / "calls.txt", tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/usr/bin/env bash\nif [ "$1" = "-c" ]; then exec "{sys.executable}" "$@"; fi\n'
+                    f'printf "%s\\n" "$*" >> "{calls_file}"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}", DEVICE="cpu", TMPDIR=str(tmp_path))
+    r = subprocess.run(["bash", "gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    calls = [line.split() for line in calls_file.read_text(encoding="utf-8").splitlines()]
+    scripts = sorted({c[0] for c in calls})
+    assert scripts == ["bench.py", "chat.py", "data.py", "evaluate.py", "pretrain.py", "train_lora.py", "train_sft.py"]
+    for script in scripts:
+        help_text = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+        used = {t for c in calls if c[0] == script for t in c[1:] if t.startswith("--")}
+        assert used <= set(re.findall(r"--[a-z_]+", help_text)), (script, used - set(re.findall(r"--[a-z_]+", help_text)))
