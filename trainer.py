@@ -270,6 +270,9 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
         if not os.path.isfile(resume_path):
             raise SystemExit(f"错误: 找不到续训状态 {resume_path}。去掉 --resume 从头训练, 或检查 --out")
         state = load_checkpoint(resume_path, kinds=("resume",))
+        if not isinstance(state.get("step"), int) or not isinstance(state.get("history"), list):  # 手改过或别的程序写的
+            raise SystemExit(f"错误: {resume_path} 不是完整的续训状态 (缺少步数或训练历史)。去掉 --resume 从头训练 "
+                             f"(先删掉它: rm {resume_path})")
         if state["step"] > total_steps:  # 否则一步不训, 直接把续训状态里的权重存成最终模型 (盖掉 --out 原有的文件)
             raise SystemExit(f"错误: {resume_path} 已经训练到第 {state['step']} 步, 超过了这次的总步数 {total_steps}。"
                              "用当初的 --epochs / --max_steps 续训, 或去掉 --resume 从头训练")

@@ -649,6 +649,12 @@ def test_outputs_never_overwrite_inputs_or_finished_runs(base, tmp_path):
         save_checkpoint(str(tmp_path / "s.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", "step": step, "history": [],
                                                         "model_state": weights, "optimizer": {}, "run_info": run_info})
         assert_one_line_error(run("train_sft.py", base, "--resume", "--max_steps", "2", "--out", str(out), check=False), pattern)
+    # 手改过的续训状态 (步数是字符串、没有训练历史): 一行, 不是 TypeError / KeyError 的 traceback
+    for broken in ({"step": "5", "history": []}, {"step": 1}):
+        save_checkpoint(str(tmp_path / "s.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", **broken,
+                                                        "model_state": weights, "optimizer": {}})
+        assert_one_line_error(run("train_sft.py", base, "--resume", "--max_steps", "2", "--out", str(out), check=False),
+                              "不是完整的续训状态")
     assert out.read_bytes() == earlier
 
 
