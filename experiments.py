@@ -18,6 +18,7 @@
     python experiments.py copy       # 预训练里加些 "抄写" 段落, SFT 之后抄名字、抄数是否更准
     python experiments.py words      # 翻译题: SFT 里的词多一些, 模型会不会从 "挑一个见过的词" 变成 "抄出问题里的词"
     python experiments.py phrasing   # knowledge 按问法分开数: 为什么这一类的分数随底座大起大落
+    python experiments.py roles      # chat 模板的角色标签底座没见过: embedding 挤成一团吗, 分开它们有没有用
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -500,7 +501,7 @@ def exp_unseen(fresh):
     cats = ["identity", "system_prompt", "text_task"]
     rows, raw = [], {"unseen_tokens": [tok.decode([i]) for i in unseen], "pretrain_lines": [len(lines), len(kept)]}
     for label, (base, sft, lora) in runs.items():
-        cos = mean_cosine(base, unseen)
+        cos = mean_cosine(embeddings(base), unseen)
         for method, m in (("全参数 SFT", sft), ("LoRA r=8 q,v", lora)):
             e = ev[m["path"]]
             rows.append([label, method, f"{cos:.2f}"] + [pct(e["categories"][c]) for c in cats] + [pct(e["overall"])])
@@ -656,12 +657,16 @@ def phrasing(question, names):
     return question if name is None else question.replace(name, "X")
 
 
-def mean_cosine(path, ids):
-    """模型 path 里这些 token 的 embedding 两两之间的平均余弦相似度 (对角线除外): 越接近 1, 模型越分不清它们。"""
-    import torch
+def embeddings(path):
+    """模型 (或适配器: 它自己找底座) 的输入 embedding 表, (V, C)。"""
     from checkpoint import load_model
-    model, _, _ = load_model(path)
-    e = torch.nn.functional.normalize(model.embed_tokens.weight[ids].detach(), dim=-1)  # (U, C)
+    return load_model(path)[0].embed_tokens.weight.detach()
+
+
+def mean_cosine(emb, ids):
+    """embedding 表 emb 里这些 token 两两之间的平均余弦相似度 (对角线除外): 越接近 1, 模型越分不清它们。"""
+    import torch
+    e = torch.nn.functional.normalize(emb[ids], dim=-1)  # (U, C)
     sim = e @ e.T  # (U, U)
     return ((sim.sum() - sim.diagonal().sum()) / (len(ids) * (len(ids) - 1))).item()
 
@@ -703,7 +708,8 @@ def exp_roles(fresh):
              "普通 token (对照)": ordinary}
     models = {f"{label}: {kind}": path for label, (base, sft, lora) in runs.items()
               for kind, path in (("底座", base), ("全参数 SFT", sft["path"]), ("LoRA r=8 q,v", lora["path"]))}
-    sims = {label: {k: mean_cosine(path, ids) for k, ids in pairs.items()} for label, path in models.items()}
+    tables = {label: embeddings(path) for label, path in models.items()}  # 每个模型只加载一次
+    sims = {label: {k: mean_cosine(emb, ids) for k, ids in pairs.items()} for label, emb in tables.items()}
     md = table(["模型 (embedding 的余弦相似度)", *pairs], [[label] + [f"{v:.2f}" for v in s.values()] for label, s in sims.items()])
     ev = evaluate([m["path"] for _, sft, lora in runs.values() for m in (sft, lora)], "roles")
     cats = ["identity", "multi_turn", "system_prompt"]

@@ -302,5 +302,5 @@ def test_distinct_roles_base_changes_only_the_role_rows(world, tmp_path, monkeyp
     rest = {k: v for k, v in before.state_dict().items() if "embed_tokens" not in k and "lm_head" not in k}
     assert all(torch.equal(v, after.state_dict()[k]) for k, v in rest.items())
     e = torch.nn.functional.normalize(emb1[roles], dim=-1)
-    assert experiments.mean_cosine(path, roles) == pytest.approx(((e @ e.T).sum().item() - 3) / 6, abs=1e-6)
-    assert experiments.mean_cosine(path, roles[:1] * 2) == pytest.approx(1.0)
+    assert experiments.mean_cosine(experiments.embeddings(path), roles) == pytest.approx(((e @ e.T).sum().item() - 3) / 6, abs=1e-6)
+    assert experiments.mean_cosine(experiments.embeddings(path), roles[:1] * 2) == pytest.approx(1.0)
