@@ -5,7 +5,8 @@
 保存的 checkpoints/lora_adapter.pt 只有 lora_A/lora_B 和 LoRA 配置, 外加底座的路径和指纹 (课程的默认设置下约是完整模型的 1%);
 --merge 另存一份把 BA 折进 W 的完整模型 checkpoints/lora_merged.pt, 像普通 checkpoint 一样加载。
 
-学习率: LoRA 的默认学习率 (1e-2) 比全参数 SFT (1e-4) 高两个数量级 —— 可训练的参数少, B 又从 0 出发, 小学习率下几乎学不动。
+学习率: LoRA 的默认学习率 (1e-2) 比全参数 SFT (1e-4) 高两个数量级 —— 改动 ΔW = (alpha/r)·BA 从 0 出发 (B = 0),
+又被限制在秩 r 以内, 小学习率下几乎学不动 (README 第 6 节)。
 
 用法:
     python train_lora.py --device cuda --epochs 3 --lora_r 8
@@ -33,7 +34,7 @@ def main():
     g.add_argument("--lora_dropout", type=float, default=0.05, help="旁路输入上的 dropout")
     g.add_argument("--target_modules", default="q_proj,v_proj", help="套 LoRA 的层 (按名字后缀, 逗号分隔), 或 all-linear")
     g.add_argument("--merge", action="store_true", help="另存一份合并后的完整模型 (路径: --out 旁边的 *_merged.pt)")
-    # 学习率比全参数 SFT (1e-4) 高两个数量级: 旁路从零开始, 只有 (n+m)·r 个参数, 要走很远才改得动底座的行为;
+    # 学习率比全参数 SFT (1e-4) 高两个数量级: 旁路 BA 从零开始、秩只有 r, 要走很远才改得动底座的行为;
     # 冻结的底座又不会被冲掉 (见 README 7.3 的学习率表: 1e-3 时 LoRA 明显学得少, 1e-2 最好, 3e-2 就发散了)
     add_train_args(p, epochs=3, lr=1e-2, batch_size=16, warmup_steps=20, eval_interval=200,
                    out="checkpoints/lora_adapter.pt")
