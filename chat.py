@@ -171,10 +171,14 @@ def collect_adapters(bot, paths):
             raise SystemExit(f"错误: 适配器 {path} 的 r 或 target_modules 与 {paths[0]} 不同, 不能在同一个模型里切换。"
                              "请分别运行 chat.py")
         config0 = config0 or key
+        try:  # 现在就核对名字和形状 (装一次试试): 否则要到聊天中途 /adapter 切换时才发现, 那时只能退出
+            load_lora_state_dict(bot.model, ck["lora_state"])
+        except SystemExit as e:
+            raise SystemExit(f"错误: 适配器 {path} 的内容不对: {str(e.code).removeprefix('错误: ')}") from None
         name = os.path.splitext(os.path.basename(path))[0]
         names[path if name in names else name] = (ck["lora_state"], cfg["alpha"] / cfg["r"])
     bot.adapters = names
-    bot.adapter = next(n for n in names if n != "base")
+    bot.use_adapter(next(n for n in names if n != "base"))  # 核对时依次装过每一个, 换回第一个
 
 
 def load_bots(args, device):

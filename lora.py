@@ -135,6 +135,8 @@ def load_lora_state_dict(model, sd: dict):
         raise SystemExit(f"错误: 适配器与模型的 LoRA 层对不上 (缺少 {missing[:3]}, 多出 {unexpected[:3]})。"
                          "请检查 target_modules 是否与训练时一致")
     for n, p in params.items():
+        if not isinstance(sd[n], torch.Tensor):  # 手改过的文件: 否则下面取 .shape 是 AttributeError
+            raise SystemExit(f"错误: 适配器里的 {n} 不是张量 (是 {type(sd[n]).__name__})。请用 train_lora.py 重新训练它")
         if sd[n].shape != p.shape:
             raise SystemExit(f"错误: 适配器张量 {n} 的形状 {tuple(sd[n].shape)} 与模型的 {tuple(p.shape)} 不符。"
                              "请检查 r 和底座模型是否与训练时一致")

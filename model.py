@@ -62,6 +62,8 @@ def get_config(preset: str = "default", **overrides) -> GPTConfig:
     small = [f"{k}={getattr(cfg, k)}" for k in ("vocab_size", "intermediate_size", "max_seq_len") if not getattr(cfg, k) >= 1]
     if small:  # 否则建模型时才报 torch 的 "negative dimension"
         raise SystemExit(f"错误: 模型尺寸必须 >= 1, 收到 {', '.join(small)}。改用正数 (或去掉这个参数, 用预设里的值)")
+    if not 0 <= cfg.dropout < 1:  # 否则到第一次 forward 才是 F.dropout 的 ValueError (eval 模式下也查)
+        raise SystemExit(f"错误: dropout 要在 [0, 1) 内, 收到 {cfg.dropout}")
     head_dim = cfg.n_embd // cfg.n_head if cfg.n_head > 0 else 0
     if cfg.n_layer < 1 or cfg.n_kv_head < 1 or cfg.n_head % cfg.n_kv_head or head_dim < 2 or head_dim % 2 \
             or head_dim * cfg.n_head != cfg.n_embd:

@@ -252,6 +252,23 @@ def test_broken_adapter_file_is_named(files, tmp_path):
     save_checkpoint(lost, {**ck, "base": {**ck["base"], "path": str(tmp_path / "gone.pt")}})
     with pytest.raises(SystemExit, match=f"找不到适配器 {lost} 的底座 .*--lora {lost}"):
         load_model(lost)
+    odd = str(tmp_path / "odd_base.pt")
+    save_checkpoint(odd, {**ck, "base": {**ck["base"], "path": 5}})
+    with pytest.raises(SystemExit, match=f"^错误: {odd} 不是完整的 LoRA 适配器 \\(缺少 base.path \\(要是字符串\\)\\)"):
+        load_model(odd)
+
+
+def test_second_adapter_is_checked_at_start(files, tmp_path, monkeypatch, capsys):
+    """--lora a.pt b.pt 里 b 的张量对不上: 启动时就说出是 b, 而不是聊到一半 /adapter b 时才退出; 好的 a 照常是当前适配器。"""
+    from checkpoint import load_checkpoint, save_checkpoint
+    ck = load_checkpoint(files["b"])
+    bad = str(tmp_path / "b_broken.pt")
+    save_checkpoint(bad, {**ck, "lora_state": {k: v[:1] for k, v in ck["lora_state"].items()}})
+    with pytest.raises(SystemExit, match=f"^错误: 适配器 {bad} 的内容不对: 适配器张量 .* 的形状"):
+        run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"], "--lora", files["a"], bad, "--prompt", "你是谁？"])
+    out, _ = run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"], "--lora", files["a"], files["b"],
+                                            "--max_new_tokens", "8", "--prompt", "你是谁？"])
+    assert out == ["喵"]  # 核对时把 b 也装过一次; 之后换回了 a
 
 
 class FakeModel:

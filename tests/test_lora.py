@@ -138,6 +138,9 @@ def test_load_errors():
         load_lora_state_dict(model, lora_state_dict(other_targets))
     with pytest.raises(SystemExit, match="^错误: 模型里没有 LoRA"):
         load_lora_state_dict(make_model(), lora_state_dict(model))
+    not_tensor = {k: "x" for k in lora_state_dict(model)}  # 手改过的适配器文件
+    with pytest.raises(SystemExit, match="^错误: 适配器里的 .*lora_A.weight 不是张量 \\(是 str\\)"):
+        load_lora_state_dict(model, not_tensor)
 
 
 @pytest.mark.parametrize("bad", [{"r": 0}, {"alpha": float("nan")}, {"alpha": 0}, {"alpha": float("inf")},

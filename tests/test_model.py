@@ -232,6 +232,7 @@ def test_pick_device_cuda_without_cuda_is_one_line_error():
     ({"vocab_size": -5}, "模型尺寸必须 >= 1, 收到 vocab_size=-5"),
     ({"intermediate_size": 0, "max_seq_len": 0}, "模型尺寸必须 >= 1, 收到 intermediate_size=0, max_seq_len=0"),
     ({"n_embd": 10**14}, "模型太大, 内存放不下"),  # 128 PB 的 embedding: 比地址空间还大, 分配立刻失败
+    ({"dropout": 2.0}, "dropout 要在 \\[0, 1\\) 内, 收到 2.0"),  # 手改过的 checkpoint 配置: 否则第一次 forward 才报错
 ])
 def test_bad_model_sizes_are_one_line_errors(overrides, pattern):
     """python model.py --vocab_size -5、pretrain.py --n_embd 1000000000: 一行说明, 不是 torch 的 traceback。"""
