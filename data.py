@@ -2,7 +2,7 @@
 
 本课最核心的一句话: "只训练 assistant 说的话"。落实在这里:
   1. render_chat()   把一段对话按 chat 模板拼成 token id, 同时给每个 token 标上 "是否训练";
-  2. encode_chat()   把不训练的位置的 label 设成 IGNORE_INDEX (-100), 超长时整轮丢弃最旧的对话;
+  2. encode_chat()   把不训练的位置的 label 设成 IGNORE_INDEX (-100), 超长时整轮丢弃 (先丢最旧的);
   3. load_conversations()  读 .jsonl / .json, 把四种常见格式统一成 [{role, content}, ...];
   4. SFTDataset + collate + length_grouped_batches  组 batch: 动态 padding、按长度分组让 padding 少。
 
@@ -76,18 +76,17 @@ def split_turns(messages):
 def encode_chat(messages, tokenizer, max_length):
     """对话 -> (input_ids, labels), labels 在不训练的位置是 -100; 没有可训练 token 时返回 None。
 
-    超长时从最旧的一轮开始整轮丢弃 (保留 system prompt), 绝不截掉半个回答:
-    半个回答没有 <|endoftext|>, 会教模型 "说到一半不停"。
+    超长时整轮丢弃, 绝不截掉半个回答 (半个回答没有 <|endoftext|>, 会教模型 "说到一半不停"):
+    先从最旧的一轮丢起 (保留 system prompt 和最近的上下文); 最后一轮自己都放不下时, 改成从最新的一轮往回丢,
+    留下开头放得下的几轮 (真实的多轮数据里常见: 前几轮很短, 最后一个回答很长; 整条扔掉就白白浪费了前面的回答)。
     """
     system, turns = split_turns(messages)
-    while turns:
-        ids, trained = render_chat(system + [m for t in turns for m in t], tokenizer)
-        if len(ids) <= max_length:
-            if not any(trained):
-                return None
+    windows = [turns[i:] for i in range(len(turns))] + [turns[:j] for j in range(len(turns) - 1, 0, -1)]
+    for window in windows:
+        ids, trained = render_chat(system + [m for t in window for m in t], tokenizer)
+        if len(ids) <= max_length and any(trained):
             labels = [i if t else IGNORE_INDEX for i, t in zip(ids, trained)]
             return ids, labels
-        turns = turns[1:]
     return None
 
 
@@ -398,7 +397,7 @@ def show(path, index, tokenizer, max_length):
     n_train = sum(trained)
     print(f"\n共 {len(ids)} 个 token: 训练 {n_train}, 掩码 (label=-100) {len(ids) - n_train}")
     if len(ids) > max_length:
-        print(f"注意: 超过 --max_length {max_length}, 训练时会整轮丢弃最旧的对话")
+        print(f"注意: 超过 --max_length {max_length}, 训练时会整轮丢弃对话 (先丢最旧的一轮, 见 encode_chat)")
 
 
 def check(path, tokenizer, max_length, strict):
@@ -412,7 +411,7 @@ def check(path, tokenizer, max_length, strict):
     q = lambda p: lengths[min(len(lengths) - 1, int(p * len(lengths)))]
     print(f"{path}: {len(convs)} 条可用对话, 共 {n_turns} 个 assistant 回复")
     print(f"token 长度: 最短 {lengths[0]}, 中位 {q(0.5)}, 90% {q(0.9)}, 最长 {lengths[-1]} (--max_length {max_length})")
-    print(f"超长需截断 (整轮丢弃最旧的): {truncated} 条")
+    print(f"超长需截断 (整轮丢弃, 先丢最旧的): {truncated} 条")
     print(f"截断后没有可训练 token (将被丢弃): {empty} 条")
     print("会丢掉结尾 <|endoftext|> 的回复: 0 条 (截断只整轮丢弃, 从不切开一个回答)")
     return bad

@@ -79,8 +79,23 @@ def test_truncation_drops_whole_oldest_turns(tok):
     input_ids, labels = encode_chat(MULTI, tok, max_length=len(full) - 1)
     assert input_ids == n_last  # 系统提示保留, 第一轮整轮丢掉
     assert trained_ids(input_ids, labels) == expected_trained(tok, last_turn)
-    # 连最后一轮都放不下: 没有可训练 token, 返回 None (由 Dataset 丢弃并计数)
-    assert encode_chat(MULTI, tok, max_length=len(n_last) - 1) is None
+    # 连一轮都放不下: 没有可训练 token, 返回 None (由 Dataset 丢弃并计数)
+    shortest = min(len(render_chat([MULTI[0]] + MULTI[k:k + 2], tok)[0]) for k in (1, 3))
+    assert encode_chat(MULTI, tok, max_length=shortest - 1) is None
+
+
+def test_truncation_keeps_early_turns_when_the_last_one_is_too_long(tok):
+    """最后一个回答太长、自己都放不下: 不把整条对话扔掉, 而是留下开头放得下的完整轮次 (从最新的一轮往回丢)。"""
+    long_last = MULTI[:4] + [{"role": "assistant", "content": "春" * 80}]
+    first_turn = MULTI[:3]
+    n_first = len(render_chat(first_turn, tok)[0])
+    input_ids, labels = encode_chat(long_last, tok, max_length=n_first + 5)
+    assert input_ids == render_chat(first_turn, tok)[0]
+    assert trained_ids(input_ids, labels) == expected_trained(tok, first_turn)
+    # 结尾是一条太长的用户消息 (没有回答, 本来就不训练): 它也不该连累前面的回答
+    trailing_user = MULTI[:3] + [{"role": "user", "content": "长" * 80}]
+    input_ids, labels = encode_chat(trailing_user, tok, max_length=n_first + 5)
+    assert trained_ids(input_ids, labels) == expected_trained(tok, first_turn)
 
 
 def test_dataset_drops_and_counts(tok):
