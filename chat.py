@@ -278,7 +278,7 @@ def parse_args(argv=None):
     g.add_argument("--temperature", type=float, default=0.7, help="采样温度; 0 表示贪心 (每次取概率最大的 token); 大于 0 时至少 0.001")
     g.add_argument("--top_k", type=int, default=None, help="只在概率最大的 k 个 token 里采样 (默认不限制)")
     g.add_argument("--top_p", type=float, default=0.9, help="nucleus 采样: 只在累计概率达到 top_p 的 token 里采样; 1 表示不限制")
-    g.add_argument("--max_new_tokens", type=int, default=200, help="一个回答最多生成多少 token")
+    g.add_argument("--max_new_tokens", type=int, default=200, help="一个回答最多生成多少 token (超过模型窗口 max_seq_len 的一半时, 回答写得很长, 窗口满了就丢掉最旧的一半再接着写, 模型从那以后看不到前面的对话和角色标签)")
     g.add_argument("--seed", type=int, default=None, help="随机种子 (每个回答都用它, 同样的输入得到同样的回答)")
     g.add_argument("--system", default=None, help="system prompt (默认没有)")
     g = p.add_argument_group("运行方式")

@@ -94,23 +94,27 @@ def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, prog
         # 逐 token 解码时每个矩阵乘只有一行 (1×256 乘 256×688), 多线程同步的开销比省下的计算还多;
         # 在 2 核、还有别的进程在跑的机器上实测, 2 个线程比 1 个慢 5 倍以上。
         torch.set_num_threads(1)
-    results, specials = [], set(tokenizer.special_ids.values())
+    results, specials = [], {i: name for name, i in tokenizer.special_ids.items()}
+    L, too_long = model.config.max_seq_len, 0
     # inference_mode 不记录计算图, 比 no_grad 更省; 整个循环只进入一次, 每条记录的额外开销只剩拼 prompt 和解码
     with torch.inference_mode():
         for rec in tqdm(records, desc=desc, disable=not progress, leave=False, position=position):
             messages = rec["conversations"]
             history = messages[:-1] if messages[-1]["role"] == "assistant" else messages
             prompt = data.render_chat(history, tokenizer, add_generation_prompt=True)[0]
-            ids, stopped = [], False  # stopped: 自己说了 <|endoftext|>; 否则是被 token 上限截断或开始替别人说话
+            # 提示加上回答超出窗口时, generate 会从左边丢掉一半 (见 model.generate): 模型就看不到提示的开头了。记下来, 最后提醒
+            too_long += len(prompt) + max_new_tokens > L
+            ids, stop = [], None  # stop: 结束回答的特殊 token; None 是到了 token 上限还没说完
             for t in model.generate(prompt, max_new_tokens=max_new_tokens, temperature=0, eos_id=tokenizer.eot_id):
                 if t in specials:  # 和 chat.py 一样, 任何特殊 token 都结束回答: 生成 <|user|> 是开始替用户说话了
-                    stopped = t == tokenizer.eot_id
+                    stop = specials[t]
                     break
                 ids.append(t)
             reply = tokenizer.decode(ids)
             question = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
             results.append({"category": rec["category"], "question": question, "answer": rec["answer"],
-                            "reply": reply, "stopped": stopped, "correct": score(reply, rec["answer"])})
+                            "reply": reply, "stop": stop, "stopped": stop == "<|endoftext|>",  # 自己说了结束符才算停下
+                            "correct": score(reply, rec["answer"])})
     model.train(was_training)
     torch.set_num_threads(threads)
 
@@ -121,7 +125,7 @@ def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, prog
     return {"overall": sum(r["correct"] for r in results) / n,
             "categories": {c: sum(v) / len(v) for c, v in by_cat.items()},
             "stop_rate": sum(r["stopped"] for r in results) / n,
-            "n": n, "results": results}
+            "n": n, "too_long": too_long, "results": results}
 
 
 def perplexity(model, tokenizer, path, max_blocks=50, batch_size=16):
@@ -177,7 +181,8 @@ def print_samples(results, n, max_new_tokens):
     picked = [r for group in zip_longest(*by_cat.values()) for r in group if r is not None][:n]
     for r in picked:
         mark = "对" if r["correct"] else "错"
-        cut = "" if r["stopped"] else f" (没有停下, 在 {max_new_tokens} token 处截断)"
+        cut = ("" if r["stopped"] else f" (没有停下, 在 {max_new_tokens} token 处截断)" if r["stop"] is None
+               else f" (没有说 <|endoftext|>, 而是说了 {r['stop']}: 开始替别人说话了)")
         print(f"  [{r['category']}] 问: {r['question']}")
         print(f"      期望包含: {r['answer']}  回答({mark}): {r['reply']!r}{cut}")
 
@@ -282,6 +287,9 @@ def main():
             raise SystemExit(s)
         summaries[name] = s
         print(f"\n{name}: 准确率 {s['overall']:.1%}, 停止率 {s['stop_rate']:.1%} ({s['seconds']:.1f}s)")
+        if s["too_long"]:
+            print(f"注意: {s['too_long']} 条的提示加上 --max_new_tokens {args.max_new_tokens} 超过了模型的窗口 (max_seq_len): "
+                  "回答写长了, 模型就看不到提示的开头, 这几条的分数会偏低。调小 --max_new_tokens, 或换提示短一些的评估集")
         print_samples(s["results"], args.samples, args.max_new_tokens)
 
     print("\n" + format_table(summaries))

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ import torch
 import data
 from checkpoint import save_adapter, save_model
 import evaluate
-from evaluate import evaluate_model, load_eval_records, perplexity, score
+from evaluate import evaluate_model, load_eval_records, perplexity, print_samples, score
 from lora import apply_lora, base_fingerprint
 from model import GPT, get_config
 from tokenizer import Tokenizer
@@ -67,9 +68,10 @@ def world(tmp_path_factory):
 class ScriptedModel(torch.nn.Module):
     """假模型: 按 prompt 里的问题查表作答。stop=False 时从不说 <|endoftext|>, 一直说到 token 上限。"""
 
-    def __init__(self, tok, answers, stop=True, first=()):
+    def __init__(self, tok, answers, stop=True, first=(), max_seq_len=256):
         super().__init__()
         self.tok, self.answers, self.stop, self.first = tok, answers, stop, list(first)
+        self.config = SimpleNamespace(max_seq_len=max_seq_len)
         self.prompts = []
 
     def generate(self, input_ids, max_new_tokens, temperature, eos_id, **kwargs):
@@ -136,14 +138,26 @@ def test_stop_rate_and_per_category(world):
     assert res["overall"] == pytest.approx(3 / 7) and res["stop_rate"] == 1.0
 
 
-def test_text_after_a_role_token_is_not_scored(world):
+def test_text_after_a_role_token_is_not_scored(world, capsys):
     """和 chat.py 一样, 任何特殊 token 都结束回答: 先说 <|user|> 再说出答案的模型, 用户看到的是空回答, 不能得分;
     它也不算 "自己停下"。"""
     _, tok, recs = world
     model = ScriptedModel(tok, oracle_answers(recs), first=[tok.user_id])
     res = evaluate_model(model, tok, recs, max_new_tokens=32, progress=False)
     assert res["overall"] == 0.0 and res["stop_rate"] == 0.0
-    assert all(r["reply"] == "" for r in res["results"])
+    assert all(r["reply"] == "" and r["stop"] == "<|user|>" for r in res["results"])
+    print_samples(res["results"], 1, 32)  # 样例说出它是怎么停的, 而不是 "在 32 token 处截断"
+    assert "而是说了 <|user|>" in capsys.readouterr().out
+
+
+def test_prompt_longer_than_the_window_is_counted(world):
+    """提示加上回答上限超出模型的窗口: 模型会看不到提示的开头 (generate 从左边丢)。评估照常, 但数出来提醒。"""
+    _, tok, recs = world
+    fits = evaluate_model(ScriptedModel(tok, oracle_answers(recs)), tok, recs, max_new_tokens=32, progress=False)
+    longest = max(len(data.render_chat(r["conversations"][:-1], tok, add_generation_prompt=True)[0]) for r in recs)
+    small = ScriptedModel(tok, oracle_answers(recs), max_seq_len=longest + 31)
+    assert fits["too_long"] == 0
+    assert evaluate_model(small, tok, recs, max_new_tokens=32, progress=False)["too_long"] >= 1
 
 
 def test_random_model_perplexity_is_about_vocab_size(world):
