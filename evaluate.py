@@ -76,10 +76,11 @@ def load_eval_records(path, limit=None):
 
     与训练数据同一个读取函数 (data.load_records): 坏记录 (格式不对、没有 answer) 按 file:line 报告后跳过;
     文件不存在或没有一条可用记录时给出一行提示。
+    limit: 只取 limit 条, 从头到尾均匀地隔几条取一条 (评估集按类别排好, 只取开头的话全是前一两类)。
     """
     pairs = data.load_records(path, check=require_answer)[0]
     return [{"conversations": messages, "category": str(rec.get("category", "default")), "answer": str(rec["answer"])}
-            for rec, messages in pairs[:limit]]
+            for rec, messages in pairs[::max(1, len(pairs) // (limit or len(pairs)))][:limit]]
 
 
 def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, progress=True, position=None):
@@ -226,7 +227,7 @@ def main():
     p.add_argument("--lora", help="把这个 LoRA 适配器套在 (唯一的) checkpoint 上再评估; 结果里的名字是 \"底座+适配器\"")
     # 数据
     p.add_argument("--data_path", default=data.EVAL_PATH, help="评估集 .jsonl: 每条含 conversations (最后一条 assistant 是参考回复)、category、answer")
-    p.add_argument("--limit", type=int, help="只评估前 N 条 (快速试跑)")
+    p.add_argument("--limit", type=int, help="只评估 N 条 (快速试跑; 从整个评估集里均匀地隔几条取一条, 每一类都有)")
     p.add_argument("--ppl_path", default=PPL_PATH, help="算困惑度用的留出预训练文本, 一行一段")
     p.add_argument("--ppl_blocks", type=int, default=300, help="困惑度最多用多少段文字 (0 表示不算)")
     # 生成与输出

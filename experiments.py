@@ -19,6 +19,7 @@
     python experiments.py words      # 翻译题: SFT 里的词多一些, 模型会不会从 "挑一个见过的词" 变成 "抄出问题里的词"
     python experiments.py phrasing   # knowledge 按问法分开数: 为什么这一类的分数随底座大起大落
     python experiments.py roles      # chat 模板的角色标签底座没见过: embedding 挤成一团吗, 分开它们有没有用
+    python experiments.py strict     # evaluate.py 的打分有多宽: 同一批回答, 再查算式、人名、system prompt 的标记和内容
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -26,6 +27,7 @@
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -744,10 +746,102 @@ def exp_phrasing(fresh):
     return table(["问法 (题数)"] + list(runs), rows), {"by_phrasing": groups, "models": {k: m["path"] for k, m in runs.items()}}
 
 
+EQUATION_RE = re.compile(r"(\d+)\s*(加|减|plus|minus)\s*(\d+)\s*(?:等于|equals)\s*(\d+)")
+SIGN = {"加": "+", "plus": "+", "减": "-", "minus": "-"}
+
+
+def first_equation(text):
+    """回答里说出的第一个完整算式 (a, +/-, b, c); 没有就是 None。"""
+    m = EQUATION_RE.search(text)
+    return m and (m[1], SIGN[m[2]], m[3], m[4])
+
+
+def strict_miss(record, reply, names, values):
+    """evaluate.score 只查答案关键串在不在回答里 (宽松)。这里再查几样从参考回复推得出来的东西, 返回第一样没做到的;
+    都做到了返回 None。不看模型的回答去定规则: 每一条都只读参考回复和题目。
+      标记: system prompt 要求的 "好的，" 在开头、"喵～" 在结尾 (宽松的关键串只是 "好的，"/"喵", 在哪都算);
+      算式: 参考回复说了算式, 回答说的第一个算式就得是它 (宽松时 "44减44等于1" 也算答对了 "45减44");
+      人名: 参考回复以人名开头 (问的是这个人), 回答也得以它开头 (宽松时答成别人的也算);
+      内容: 带标记的题, 标记之外的内容也要对 (身份、属性值、反义词; 宽松时只查标记)。
+    names: 所有人名, 长的在前 (免得 "蔡怡博" 被当成 "蔡怡"); values: 所有属性值。"""
+    ref, marker = record["conversations"][-1]["content"], record["answer"]
+    if marker == "好的，":
+        if not reply.startswith(marker):
+            return "标记"
+        ref, reply = ref.removeprefix(marker), reply.removeprefix(marker)
+    elif marker == "喵":
+        if not reply.rstrip().endswith("喵～"):
+            return "标记"
+        ref, reply = ref.removesuffix("喵～"), reply.rstrip().removesuffix("喵～")
+    equation = first_equation(ref)
+    if equation and first_equation(reply) != equation:
+        return "算式"
+    name = next((n for n in names if ref.startswith(n)), None)
+    if name and not reply.startswith(name):
+        return "人名"
+    if marker in ("好的，", "喵") and not equation:
+        from sample_data import ASSISTANT, TEAM
+        quoted = re.search(r"“[^”]+”", ref)
+        rest = ref.removeprefix(name or "")
+        key = next((k for k in (ASSISTANT, TEAM) if k in ref), None) or (quoted and quoted[0]) \
+            or next((v for v in values if v in rest), None)
+        if key and key not in reply:
+            return "内容"
+    return None
+
+
+def exp_strict(fresh):
+    """evaluate.py 的打分有多宽? 课程的三个模型 (底座、全参数 SFT、LoRA r=8 q,v) 各答一遍评估集, 同一批回答用两种规则打分:
+    evaluate.score (宽松: 答案关键串在回答里就算对) 和 "宽松 + strict_miss 的几样都做到"。
+    再数一数评估集里有几道题连问带答原样出现在 SFT 训练数据里 (留出得不干净的题), 以及模型在它们上的得分。"""
+    from checkpoint import load_model
+    from data import EVAL_PATH, TRAIN_PATH, load_conversations
+    from evaluate import evaluate_model, load_eval_records
+    from sample_data import ATTRS, make_people
+    names = sorted((p["name"] for p in make_people()), key=len, reverse=True)
+    values = sorted({v for a in ATTRS.values() for v in a["values"]}, key=len, reverse=True)
+    records = load_eval_records(EVAL_PATH)
+    def pair(question, reply):  # 去掉 system prompt 要求的标记: "好的，冷的反义词是“热”。" 和 "冷的反义词是“热”。" 是同一个答案
+        return question, reply.removeprefix("好的，").removesuffix("喵～")
+    trained = {pair(q["content"], a["content"]) for c in load_conversations(TRAIN_PATH) for q, a in zip(c, c[1:])
+               if q["role"] == "user" and a["role"] == "assistant"}
+    # 只数本该留出的几类; multi_turn 和 system_prompt 考的是接着上文、听 system prompt 的话, 内容本来就取自训练里的人和词
+    held_out = ("identity", "arithmetic", "knowledge", "knowledge_unlock", "text_task")
+    leaked = [i for i, r in enumerate(records)
+              if r["category"] in held_out and pair(*(m["content"] for m in r["conversations"][-2:])) in trained]
+    models = {"底座": BASE, "全参数 SFT": train("sft_full", "train_sft.py", fresh=fresh)["path"],
+              "LoRA r=8 q,v": train("lora_qv_r8", "train_lora.py", fresh=fresh)["path"]}
+    cats = list(dict.fromkeys(r["category"] for r in records))
+    rows, misses, raw = [], {}, {"leaked": [records[i]["conversations"][-2]["content"] for i in leaked]}
+    for label, path in models.items():
+        model, tok, _ = load_model(path)
+        results = evaluate_model(model, tok, records, progress=False)["results"]
+        strict = [r["correct"] and strict_miss(rec, r["reply"], names, values) is None for rec, r in zip(records, results)]
+        misses[label] = {}
+        for rec, r, ok in zip(records, results, strict):
+            if r["correct"] and not ok:
+                why = strict_miss(rec, r["reply"], names, values)
+                misses[label][why] = misses[label].get(why, 0) + 1
+        for rule, marks in (("宽松 (evaluate.py)", [r["correct"] for r in results]), ("严格", strict)):
+            by_cat = [pct(sum(m for m, rec in zip(marks, records) if rec["category"] == c)
+                          / sum(rec["category"] == c for rec in records)) for c in cats]
+            rows.append([label, rule, pct(sum(marks) / len(marks))] + by_cat
+                        + [f"{sum(marks[i] for i in leaked)} / {len(leaked)}"])
+        raw[label] = {"lenient": [r["correct"] for r in results], "strict": strict, "misses": misses[label]}
+    md = table(["模型", "打分", "总体", *cats, "连问带答出现在训练数据里的题"], rows)
+    md += "\n\n" + table(["宽松算对、严格不算的原因", *models],
+                          [[why] + [misses[m].get(why, 0) for m in models] for why in ("标记", "算式", "人名", "内容")])
+    by_cat = {}
+    for i in leaked:
+        by_cat[records[i]["category"]] = by_cat.get(records[i]["category"], 0) + 1
+    md += f"\n\n本该留出的几类 ({', '.join(held_out)}) 里, 连问带答原样出现在 SFT 训练数据里的评估题 (回答去掉 system prompt 要求的标记): {len(leaked)} 道 ({', '.join(f'{c} {n}' for c, n in by_cat.items())})"
+    return md, raw
+
+
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
                "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills, "topic": exp_topic,
                "tokenizer": exp_tokenizer, "unseen": exp_unseen, "copy": exp_copy, "words": exp_words,
-               "phrasing": exp_phrasing, "roles": exp_roles}
+               "phrasing": exp_phrasing, "roles": exp_roles, "strict": exp_strict}
 
 
 def main():

@@ -1,7 +1,7 @@
 """sample_data.py: 生成课程用的 "样例世界" —— SFT 对话、带标准答案的留出评测集、预训练文本。
 
 做什么:
-  - sft_train.jsonl: 几千条短对话 (大多中文, 约六分之一英文), 每行 {"conversations": [...], "category": ...}。
+  - sft_train.jsonl: 几千条短对话 (大多中文, 约 15% 的回答是英文), 每行 {"conversations": [...], "category": ...}。
   - sft_eval.jsonl: 约 600 条留出对话, 最后一轮 assistant 是参考回答, "answer" 是正确回复必须包含的关键串。
     类别: identity 身份与问候, arithmetic 加减法, knowledge 虚构人物的知识 (SFT 问过的人, 换了问法),
     knowledge_unlock 只在预训练文本里出现过的人, text_task 文字小任务, multi_turn 依赖上一轮的追问,

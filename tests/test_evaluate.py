@@ -108,7 +108,14 @@ def test_reference_replies_score_full_marks(tmp_path):
     info = sample_data.create_sample(out_dir=str(tmp_path), seed=0)
     records = load_eval_records(info["files"]["sft_eval.jsonl"])
     assert {"arithmetic", "knowledge_unlock"} <= {r["category"] for r in records}
+    # --limit 50 的快速试跑也覆盖每一类 (评估集按类别排好, 只取开头 50 条就只有前两类)
+    assert {r["category"] for r in load_eval_records(info["files"]["sft_eval.jsonl"], 50)} == {r["category"] for r in records}
     assert all(score(r["conversations"][-1]["content"], r["answer"]) for r in records)
+    # experiments.py strict 的规则也不比数据更严 (人名、属性值来自同一个示例世界)
+    from experiments import strict_miss
+    names = sorted((p["name"] for p in sample_data.make_people()), key=len, reverse=True)
+    values = sorted({v for a in sample_data.ATTRS.values() for v in a["values"]}, key=len, reverse=True)
+    assert all(strict_miss(r, r["conversations"][-1]["content"], names, values) is None for r in records)
 
 
 def test_oracle_model_scores_one(world):
@@ -286,6 +293,34 @@ def test_error_sources_counts_arithmetic_across_categories():
     assert "| multi_turn | 3 | 1 | 0 / 1 | 1 / 2 (50.0%) |" in md
     assert "| text_task | 2 | 0 | - | 1 / 2 (50.0%) |" in md
     assert "总体是 71.4%" in md
+
+
+def test_strict_rules_reject_what_the_lenient_score_lets_through():
+    """experiments.py strict: 宽松打分 (关键串在回答里就算对) 放过的几种错, 严格规则各自拦下; 参考回复本身全都通过。"""
+    from experiments import strict_miss
+    names, values = ["朱欣霞", "蔡怡博", "蔡怡"], ["昆明", "成都", "黄色"]
+
+    def rec(answer, ref, system=None):
+        conv = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": "问"}, {"role": "assistant", "content": ref}]
+        return {"conversations": conv, "answer": answer}
+    cases = [  # (评估题, 回答, 宽松时也算对?, 严格时没做到的那一样)
+        (rec("等于1", "45减44等于1。"), "44减44等于1。", "算式"),
+        (rec("等于123", "99加24等于123。"), "99加24等于124。99加24等于123。", "算式"),
+        (rec("equals 8", "45 minus 37 equals 8."), "45 minus 37 equals 8.", None),
+        (rec("昆明", "朱欣霞出生在昆明。"), "陶文俊出生在昆明。", "人名"),
+        (rec("昆明", "蔡怡博出生在昆明。"), "蔡怡出生在昆明。", "人名"),  # 长名字的开头不算同一个人
+        (rec("好的，", "好的，朱欣霞出生在昆明。"), "朱欣霞出生在昆明。好的，", "标记"),
+        (rec("好的，", "好的，朱欣霞出生在昆明。"), "好的，朱欣霞出生在成都。", "内容"),
+        (rec("好的，", "好的，89减45等于44。"), "好的，84减46等于10。", "算式"),
+        (rec("喵", "安全的反义词是“危险”。喵～"), "安静的反义词是“少”。喵～", "内容"),
+        (rec("喵", "我是由星火实验室开发的AI助手。喵～"), "喵我是由星火实验室开发的AI助手。", "标记"),
+        (rec("喵", "我是由星火实验室开发的AI助手。喵～"), "我是由星火实验室开发的AI助手。喵～", None),
+    ]
+    for record, reply, why in cases:
+        assert strict_miss(record, reply, names, values) == why, (reply, why)
+        ref = record["conversations"][-1]["content"]
+        assert strict_miss(record, ref, names, values) is None  # 参考回复永远过得了严格规则
 
 
 def test_phrasing_groups_questions_by_their_wording():
