@@ -746,8 +746,9 @@ def exp_phrasing(fresh):
     return table(["问法 (题数)"] + list(runs), rows), {"by_phrasing": groups, "models": {k: m["path"] for k, m in runs.items()}}
 
 
-EQUATION_RE = re.compile(r"(\d+)\s*(加|减|plus|minus)\s*(\d+)\s*(?:等于|equals)\s*(\d+)")
-SIGN = {"加": "+", "plus": "+", "减": "-", "minus": "-"}
+# 说出来的算式: 回复里是 "45减37等于8" / "45 minus 37 equals 8", 预训练文本里还有 "52减去16得36"、"47+19=66"
+EQUATION_RE = re.compile(r"(\d+)\s*(加上|加|减去|减|plus|minus|\+|-)\s*(\d+)\s*(?:等于|equals|=|得|是)\s*(\d+)")
+SIGN = {"加上": "+", "加": "+", "plus": "+", "+": "+", "减去": "-", "减": "-", "minus": "-", "-": "-"}
 
 
 def first_equation(text):
@@ -795,7 +796,7 @@ def exp_strict(fresh):
     evaluate.score (宽松: 答案关键串在回答里就算对) 和 "宽松 + strict_miss 的几样都做到"。
     再数一数评估集里有几道题连问带答原样出现在 SFT 训练数据里 (留出得不干净的题), 以及模型在它们上的得分。"""
     from checkpoint import load_model
-    from data import EVAL_PATH, TRAIN_PATH, load_conversations
+    from data import EVAL_PATH, TRAIN_PATH, load_conversations, read_text
     from evaluate import evaluate_model, load_eval_records
     from sample_data import ATTRS, make_people
     names = sorted((p["name"] for p in make_people()), key=len, reverse=True)
@@ -834,6 +835,18 @@ def exp_strict(fresh):
     by_cat = {}
     for i in leaked:
         by_cat[records[i]["category"]] = by_cat.get(records[i]["category"], 0) + 1
+    # 加减互逆: 评估问 "45减37", 训练里有 "45减8等于37", 答案就等于说过了。7.1 的留出只避开了同一对操作数 (和交换律), 没有避开逆运算
+    said = set()
+    for text in [m["content"] for c in load_conversations(TRAIN_PATH) for m in c] + read_text(PRETRAIN_TEXT).split("\n"):
+        said |= {(int(a), SIGN[op], int(b), int(c)) for a, op, b, c in EQUATION_RE.findall(text)}
+    inverse = 0
+    for rec in records:
+        eq = first_equation(rec["conversations"][-1]["content"]) if rec["category"] == "arithmetic" else None
+        if eq:
+            a, op, b, c = int(eq[0]), eq[1], int(eq[2]), int(eq[3])
+            inverse += bool(said & ({(c, "-", a, b), (c, "-", b, a)} if op == "+" else {(b, "+", c, a), (c, "+", b, a), (a, "-", c, b)}))
+    raw["arithmetic_inverse_seen"] = inverse
+    md += f"\n\n`arithmetic` 的 {sum(r['category'] == 'arithmetic' for r in records)} 道里, 逆运算 (如问 45减37, 训练里有 45减8等于37) 出现在 SFT 数据或预训练文本里的: {inverse} 道"
     md += f"\n\n本该留出的几类 ({', '.join(held_out)}) 里, 连问带答原样出现在 SFT 训练数据里的评估题 (回答去掉 system prompt 要求的标记): {len(leaked)} 道 ({', '.join(f'{c} {n}' for c, n in by_cat.items())})"
     return md, raw
 
