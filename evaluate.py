@@ -183,7 +183,7 @@ def print_samples(results, n, max_new_tokens):
     for r in picked:
         mark = "对" if r["correct"] else "错"
         cut = ("" if r["stopped"] else f" (没有停下, 在 {max_new_tokens} token 处截断)" if r["stop"] is None
-               else f" (没有说 <|endoftext|>, 而是说了 {r['stop']}: 开始替别人说话了)")
+               else f" (没有说 <|endoftext|>, 而是说了特殊 token {r['stop']}, 回答到这里就结束了)")
         print(f"  [{r['category']}] 问: {r['question']}")
         print(f"      期望包含: {r['answer']}  回答({mark}): {r['reply']!r}{cut}")
 

@@ -154,7 +154,7 @@ def test_text_after_a_role_token_is_not_scored(world, capsys):
     assert res["overall"] == 0.0 and res["stop_rate"] == 0.0
     assert all(r["reply"] == "" and r["stop"] == "<|user|>" for r in res["results"])
     print_samples(res["results"], 1, 32)  # 样例说出它是怎么停的, 而不是 "在 32 token 处截断"
-    assert "而是说了 <|user|>" in capsys.readouterr().out
+    assert "而是说了特殊 token <|user|>" in capsys.readouterr().out
 
 
 def test_prompt_longer_than_the_window_is_counted(world):
