@@ -139,10 +139,11 @@ def check_adapter(adapter, path):
     for key, fields in need.items():
         part = adapter.get(key)
         missing += [key] if not isinstance(part, dict) else [f"{key}.{f}" for f in fields if f not in part]
-    if not missing:  # 底座的路径和指纹要拿去找文件、做比较: 不是字符串就等于缺了
-        missing = [f"base.{f} (要是字符串)" for f in ("path", "fingerprint") if not isinstance(adapter["base"][f], str)]
     if missing:
         raise SystemExit(f"错误: {path} 不是完整的 LoRA 适配器 (缺少 {', '.join(missing)})。请用 train_lora.py 重新训练它")
+    odd = [f"base.{f}" for f in ("path", "fingerprint") if not isinstance(adapter["base"][f], str)]
+    if odd:  # 底座的路径和指纹要拿去找文件、做比较
+        raise SystemExit(f"错误: {path} 的 LoRA 适配器内容不对 ({', '.join(odd)} 不是字符串)。请用 train_lora.py 重新训练它")
 
 
 def save_model(path, model, tokenizer, args=None, metrics=None, state=None):

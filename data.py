@@ -79,9 +79,14 @@ def encode_chat(messages, tokenizer, max_length):
     超长时整轮丢弃, 绝不截掉半个回答 (半个回答没有 <|endoftext|>, 会教模型 "说到一半不停"):
     先从最旧的一轮丢起 (保留 system prompt 和最近的上下文); 最后一轮自己都放不下时, 改成从最新的一轮往回丢,
     留下开头放得下的几轮 (真实的多轮数据里常见: 前几轮很短, 最后一个回答很长; 整条扔掉就白白浪费了前面的回答)。
+    中间的几轮不单独试: 第一轮和最后一轮都各自放不下的对话, 整条丢弃。
     """
     system, turns = split_turns(messages)
-    windows = [turns[i:] for i in range(len(turns))] + [turns[:j] for j in range(len(turns) - 1, 0, -1)]
+    if not turns:
+        return None
+    last_fits = len(render_chat(system + turns[-1], tokenizer)[0]) <= max_length  # 放不下时, 含最后一轮的窗口都不用试
+    windows = [turns[i:] for i in range(len(turns))] if last_fits else []
+    windows += [turns[:j] for j in range(len(turns) - 1, 0, -1)]
     for window in windows:
         ids, trained = render_chat(system + [m for t in window for m in t], tokenizer)
         if len(ids) <= max_length and any(trained):

@@ -80,7 +80,8 @@ def load_eval_records(path, limit=None):
     """
     pairs = data.load_records(path, check=require_answer)[0]
     return [{"conversations": messages, "category": str(rec.get("category", "default")), "answer": str(rec["answer"])}
-            for rec, messages in pairs[::max(1, len(pairs) // (limit or len(pairs)))][:limit]]
+            for rec, messages in (pairs if not limit or limit >= len(pairs)
+                                  else [pairs[i * len(pairs) // limit] for i in range(limit)])]
 
 
 def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, progress=True, position=None):
@@ -104,7 +105,8 @@ def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, prog
             history = messages[:-1] if messages[-1]["role"] == "assistant" else messages
             prompt = data.render_chat(history, tokenizer, add_generation_prompt=True)[0]
             # 提示加上回答超出窗口时, generate 会从左边丢掉一半 (见 model.generate): 模型就看不到提示的开头了。记下来, 最后提醒
-            too_long += len(prompt) + max_new_tokens > L
+            # (-1: 最后一个 token 生成出来就结束了, 不会再拿它去算下一步, 所以恰好多出一个时窗口还不用动)
+            too_long += len(prompt) + max_new_tokens - 1 > L
             ids, stop = [], None  # stop: 结束回答的特殊 token; None 是到了 token 上限还没说完
             for t in model.generate(prompt, max_new_tokens=max_new_tokens, temperature=0, eos_id=tokenizer.eot_id):
                 if t in specials:  # 和 chat.py 一样, 任何特殊 token 都结束回答: 生成 <|user|> 是开始替用户说话了

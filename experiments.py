@@ -761,8 +761,9 @@ def strict_miss(record, reply, names, values):
     """evaluate.score 只查答案关键串在不在回答里 (宽松)。这里再查几样从参考回复推得出来的东西, 返回第一样没做到的;
     都做到了返回 None。不看模型的回答去定规则: 每一条都只读参考回复和题目。
       标记: system prompt 要求的 "好的，" 在开头、"喵～" 在结尾 (宽松的关键串只是 "好的，"/"喵", 在哪都算);
-      算式: 参考回复说了算式, 回答说的第一个算式就得是它 (宽松时 "44减44等于1" 也算答对了 "45减44");
-      人名: 参考回复以人名开头 (问的是这个人), 回答也得以它开头 (宽松时答成别人的也算);
+      算式: 参考回复说了算式, 回答说的第一个算式就得是它, 加法可以交换两个数 (宽松时 "44减44等于1" 也算答对了 "45减44");
+      人名: 参考回复以人名开头 (问的是这个人), 回答开头的人名也得是它 (宽松时说成别人的也算)。按 names 里的名字比,
+            所以名字后面多写了一个字 ("蔡怡博文") 查不出来: 严格的规则只是把宽松放过的错拦下一部分;
       内容: 带标记的题, 标记之外的内容也要对 (身份、属性值、反义词; 宽松时只查标记)。
     names: 所有人名, 长的在前 (免得 "蔡怡博" 被当成 "蔡怡"); values: 所有属性值。"""
     ref, marker = record["conversations"][-1]["content"], record["answer"]
@@ -775,18 +776,19 @@ def strict_miss(record, reply, names, values):
             return "标记"
         ref, reply = ref.removesuffix("喵～"), reply.rstrip().removesuffix("喵～")
     equation = first_equation(ref)
-    if equation and first_equation(reply) != equation:
-        return "算式"
+    if equation:
+        a, op, b, c = equation
+        if first_equation(reply) not in ({equation, (b, op, a, c)} if op == "+" else {equation}):  # 加法交换了两个数也对
+            return "算式"
     name = next((n for n in names if ref.startswith(n)), None)
-    if name and not reply.startswith(name):
+    if name and next((n for n in names if reply.startswith(n)), None) != name:  # "蔡怡博" 开头的回答不算答了 "蔡怡"
         return "人名"
     if marker in ("好的，", "喵") and not equation:
         from sample_data import ASSISTANT, TEAM
-        quoted = re.search(r"“[^”]+”", ref)
-        rest = ref.removeprefix(name or "")
-        key = next((k for k in (ASSISTANT, TEAM) if k in ref), None) or (quoted and quoted[0]) \
-            or next((v for v in values if v in rest), None)
-        if key and key not in reply:
+        identity = [k for k in (ASSISTANT, TEAM) if k in ref]  # 身份: 参考回复说了的名字和团队都要说
+        antonym = re.findall(r"“[^”]+”", ref)  # 反义词
+        value = [v for v in values if v in ref.removeprefix(name or "")][:1]  # 人物的属性值
+        if any(k not in reply for k in identity or antonym or value):
             return "内容"
     return None
 

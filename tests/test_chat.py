@@ -254,7 +254,7 @@ def test_broken_adapter_file_is_named(files, tmp_path):
         load_model(lost)
     odd = str(tmp_path / "odd_base.pt")
     save_checkpoint(odd, {**ck, "base": {**ck["base"], "path": 5}})
-    with pytest.raises(SystemExit, match=f"^错误: {odd} 不是完整的 LoRA 适配器 \\(缺少 base.path \\(要是字符串\\)\\)"):
+    with pytest.raises(SystemExit, match=f"^错误: {odd} 的 LoRA 适配器内容不对 \\(base.path 不是字符串\\)"):
         load_model(odd)
 
 

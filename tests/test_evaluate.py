@@ -109,7 +109,9 @@ def test_reference_replies_score_full_marks(tmp_path):
     records = load_eval_records(info["files"]["sft_eval.jsonl"])
     assert {"arithmetic", "knowledge_unlock"} <= {r["category"] for r in records}
     # --limit 50 的快速试跑也覆盖每一类 (评估集按类别排好, 只取开头 50 条就只有前两类)
-    assert {r["category"] for r in load_eval_records(info["files"]["sft_eval.jsonl"], 50)} == {r["category"] for r in records}
+    for limit in (50, 350):
+        picked = load_eval_records(info["files"]["sft_eval.jsonl"], limit)
+        assert len(picked) == limit and {r["category"] for r in picked} == {r["category"] for r in records}
     assert all(score(r["conversations"][-1]["content"], r["answer"]) for r in records)
     # experiments.py strict 的规则也不比数据更严 (人名、属性值来自同一个示例世界)
     from experiments import strict_miss
@@ -162,8 +164,11 @@ def test_prompt_longer_than_the_window_is_counted(world):
     _, tok, recs = world
     fits = evaluate_model(ScriptedModel(tok, oracle_answers(recs)), tok, recs, max_new_tokens=32, progress=False)
     longest = max(len(data.render_chat(r["conversations"][:-1], tok, add_generation_prompt=True)[0]) for r in recs)
-    small = ScriptedModel(tok, oracle_answers(recs), max_seq_len=longest + 31)
     assert fits["too_long"] == 0
+    # 提示 + 32 个新 token 恰好比窗口多 1 个时窗口还不用动 (最后一个 token 不再喂回模型); 多 2 个才会丢掉提示的开头
+    just_fits = ScriptedModel(tok, oracle_answers(recs), max_seq_len=longest + 31)
+    assert evaluate_model(just_fits, tok, recs, max_new_tokens=32, progress=False)["too_long"] == 0
+    small = ScriptedModel(tok, oracle_answers(recs), max_seq_len=longest + 30)
     assert evaluate_model(small, tok, recs, max_new_tokens=32, progress=False)["too_long"] >= 1
 
 
@@ -310,6 +315,10 @@ def test_strict_rules_reject_what_the_lenient_score_lets_through():
         (rec("equals 8", "45 minus 37 equals 8."), "45 minus 37 equals 8.", None),
         (rec("昆明", "朱欣霞出生在昆明。"), "陶文俊出生在昆明。", "人名"),
         (rec("昆明", "蔡怡博出生在昆明。"), "蔡怡出生在昆明。", "人名"),  # 长名字的开头不算同一个人
+        (rec("昆明", "蔡怡出生在昆明。"), "蔡怡博出生在昆明。", "人名"),  # 反过来也不算
+        (rec("等于82", "45加37等于82。"), "37加45等于82。", None),  # 加法交换两个数也对
+        (rec("等于8", "45减37等于8。"), "37减45等于8。", "算式"),  # 减法不能交换
+        (rec("好的，", "好的，我是小智，一个由星火实验室开发的AI助手。"), "好的，我是小智，一个由星火实验开发的助手。", "内容"),
         (rec("好的，", "好的，朱欣霞出生在昆明。"), "朱欣霞出生在昆明。好的，", "标记"),
         (rec("好的，", "好的，朱欣霞出生在昆明。"), "好的，朱欣霞出生在成都。", "内容"),
         (rec("好的，", "好的，89减45等于44。"), "好的，84减46等于10。", "算式"),
