@@ -793,6 +793,21 @@ def strict_miss(record, reply, names, values):
     return None
 
 
+# 评估集里本该留出的几类; multi_turn 和 system_prompt 考的是接着上文、听 system prompt 的话, 内容本来就取自训练里的人和词
+HELD_OUT = ("identity", "arithmetic", "knowledge", "knowledge_unlock", "text_task")
+
+
+def leaked_items(records, conversations):
+    """评估题里 (HELD_OUT 那几类) 连问带答出现在训练对话里的, 返回它们的下标。回答先去掉 system prompt 要求的标记:
+    "好的，冷的反义词是“热”。" 和 "冷的反义词是“热”。" 是同一个答案。"""
+    def pair(question, reply):
+        return question, reply.removeprefix("好的，").removesuffix("喵～")
+    trained = {pair(q["content"], a["content"]) for c in conversations for q, a in zip(c, c[1:])
+               if q["role"] == "user" and a["role"] == "assistant"}
+    return [i for i, r in enumerate(records)
+            if r["category"] in HELD_OUT and pair(*(m["content"] for m in r["conversations"][-2:])) in trained]
+
+
 def exp_strict(fresh):
     """evaluate.py 的打分有多宽? 课程的三个模型 (底座、全参数 SFT、LoRA r=8 q,v) 各答一遍评估集, 同一批回答用两种规则打分:
     evaluate.score (宽松: 答案关键串在回答里就算对) 和 "宽松 + strict_miss 的几样都做到"。
@@ -804,14 +819,7 @@ def exp_strict(fresh):
     names = sorted((p["name"] for p in make_people()), key=len, reverse=True)
     values = sorted({v for a in ATTRS.values() for v in a["values"]}, key=len, reverse=True)
     records = load_eval_records(EVAL_PATH)
-    def pair(question, reply):  # 去掉 system prompt 要求的标记: "好的，冷的反义词是“热”。" 和 "冷的反义词是“热”。" 是同一个答案
-        return question, reply.removeprefix("好的，").removesuffix("喵～")
-    trained = {pair(q["content"], a["content"]) for c in load_conversations(TRAIN_PATH) for q, a in zip(c, c[1:])
-               if q["role"] == "user" and a["role"] == "assistant"}
-    # 只数本该留出的几类; multi_turn 和 system_prompt 考的是接着上文、听 system prompt 的话, 内容本来就取自训练里的人和词
-    held_out = ("identity", "arithmetic", "knowledge", "knowledge_unlock", "text_task")
-    leaked = [i for i, r in enumerate(records)
-              if r["category"] in held_out and pair(*(m["content"] for m in r["conversations"][-2:])) in trained]
+    leaked = leaked_items(records, load_conversations(TRAIN_PATH))
     models = {"底座": BASE, "全参数 SFT": train("sft_full", "train_sft.py", fresh=fresh)["path"],
               "LoRA r=8 q,v": train("lora_qv_r8", "train_lora.py", fresh=fresh)["path"]}
     cats = list(dict.fromkeys(r["category"] for r in records))
@@ -849,7 +857,7 @@ def exp_strict(fresh):
             inverse += bool(said & ({(c, "-", a, b), (c, "-", b, a)} if op == "+" else {(b, "+", c, a), (c, "+", b, a), (a, "-", c, b)}))
     raw["arithmetic_inverse_seen"] = inverse
     md += f"\n\n`arithmetic` 的 {sum(r['category'] == 'arithmetic' for r in records)} 道里, 逆运算 (如问 45减37, 训练里有 45减8等于37) 出现在 SFT 数据或预训练文本里的: {inverse} 道"
-    md += f"\n\n本该留出的几类 ({', '.join(held_out)}) 里, 连问带答原样出现在 SFT 训练数据里的评估题 (回答去掉 system prompt 要求的标记): {len(leaked)} 道 ({', '.join(f'{c} {n}' for c, n in by_cat.items())})"
+    md += f"\n\n本该留出的几类 ({', '.join(HELD_OUT)}) 里, 连问带答原样出现在 SFT 训练数据里的评估题 (回答去掉 system prompt 要求的标记): {len(leaked)} 道 ({', '.join(f'{c} {n}' for c, n in by_cat.items())})"
     return md, raw
 
 

@@ -96,6 +96,17 @@ def test_eval_prompts_never_seen_in_training(world):
     assert not {json.dumps(r["conversations"], ensure_ascii=False) for r in world["eval"]} & train_convs
 
 
+@pytest.mark.xfail(strict=True, reason="已知的泄露 (README 7.2): World.zh_question 给 '好的，'/'喵' 两种系统提示出训练题时, "
+                   "身份问答和反义词没有避开评估那一份。修好生成器 (会改变训练数据和所有的表) 之后去掉这个标记")
+def test_held_out_questions_never_answered_in_training_even_under_a_system_prompt(world):
+    """上一个测试比的是整个提示; 这里只比 (问题, 回答) 这一对, 去掉系统提示要求的 "好的，"/"喵～" 标记
+    (experiments.leaked_items, experiments.py strict 也用它): 本该留出的几类里, 评估题的问答不能在训练数据里出现,
+    哪怕前面多了一句系统提示。"""
+    from experiments import leaked_items
+    leaked = leaked_items(world["eval"], [r["conversations"] for r in world["train"]])
+    assert [world["eval"][i]["conversations"][-2]["content"] for i in leaked] == []
+
+
 def test_some_conversations_open_with_another_turn(world):
     """开场轮: 约 1/5 的训练对话 (身份问答和系统提示两类除外) 先有一轮问候、约 15% 先有一道不相干的问答, 然后才是正题。
     去掉开场轮 (experiments.py topic 的对照组) 时, 其余对话逐字节不变; 评测集里没有开场轮。
