@@ -3,7 +3,7 @@
 做什么:
   - 对 data/sft_eval.jsonl 的每条记录, 把最后一条 assistant 回复之前的对话按 chat 模板拼好
     (与训练、chat.py 同一个 data.render_chat), 以 <|assistant|> 结尾, 让模型贪心生成 (temperature=0);
-    回复里包含记录的 answer 就算对。贪心没有随机性, 同一个模型每次得分都一样。
+    回复里包含记录的 answer 就算对 (answer 也可以是几个字符串的列表, 每个都要包含)。贪心没有随机性, 同一个模型每次得分都一样。
   - 报告: 每个类别和总体的准确率; 停止率 (回复以 <|endoftext|> 结束、没被 --max_new_tokens 截断的比例:
     SFT 教会模型 "说完就停", 底座模型不会); 留出的预训练文本上的困惑度 (SFT 之后它涨了多少, 就是忘了多少);
     以及几条回答样例。给几个 checkpoint 就并排成一张表; --json 把数字写给脚本和 README 用。
@@ -47,11 +47,14 @@ DEFAULT_CHECKPOINTS = ["checkpoints/base_model.pt", "checkpoints/sft_model.pt", 
 
 
 def score(reply, answer):
-    """回复里包含 answer 就算对。
+    """回复里包含 answer 就算对; answer 是几个字符串的列表时, 每一个都要包含 (例如 ["朱欣霞", "昆明"]:
+    说对了城市还不够, 还得说的是这个人。示例评估集目前每条只有一个关键串, 这个规则是宽松的, 见 README 7.2)。
 
     两处细节: answer 首尾是数字时, 那一侧不能紧挨着别的数字 ("82" 不算 "182" 或 "820" 里的匹配,
     否则随口报一串数字也能得分); 英文字母不分大小写 (re.ASCII 让 IGNORECASE 只作用于 ASCII 字母)。
     """
+    if isinstance(answer, list):
+        return bool(answer) and all(score(reply, a) for a in answer)
     answer = answer.strip()
     if not answer:
         return False
@@ -65,21 +68,24 @@ def score(reply, answer):
 
 def require_answer(rec):
     answer = rec.get("answer")
-    if not isinstance(answer, (str, int)) or isinstance(answer, bool) or not str(answer).strip():
-        raise ValueError("缺少 answer (正确回复必须包含的关键字符串)")
-    data.require_utf8(str(answer), "answer")  # 评估结果里要打印它们
+    keys = answer if isinstance(answer, list) and answer else [answer]
+    for key in keys:
+        if not isinstance(key, (str, int)) or isinstance(key, bool) or not str(key).strip():
+            raise ValueError("缺少 answer (正确回复必须包含的关键字符串, 或几个关键字符串的列表)")
+        data.require_utf8(str(key), "answer")  # 评估结果里要打印它们
     data.require_utf8(str(rec.get("category", "default")), "category")
 
 
 def load_eval_records(path, limit=None):
-    """读评估集 -> [{"conversations": [{role, content}, ...], "category": str, "answer": str}]。
+    """读评估集 -> [{"conversations": [{role, content}, ...], "category": str, "answer": str 或 [str, ...]}]。
 
     与训练数据同一个读取函数 (data.load_records): 坏记录 (格式不对、没有 answer) 按 file:line 报告后跳过;
     文件不存在或没有一条可用记录时给出一行提示。
     limit: 只取 limit 条, 从头到尾均匀地隔几条取一条 (评估集按类别排好, 只取开头的话全是前一两类)。
     """
     pairs = data.load_records(path, check=require_answer)[0]
-    return [{"conversations": messages, "category": str(rec.get("category", "default")), "answer": str(rec["answer"])}
+    return [{"conversations": messages, "category": str(rec.get("category", "default")),
+             "answer": [str(a) for a in rec["answer"]] if isinstance(rec["answer"], list) else str(rec["answer"])}
             for rec, messages in (pairs if not limit or limit >= len(pairs)
                                   else [pairs[i * len(pairs) // limit] for i in range(limit)])]
 
@@ -187,7 +193,8 @@ def print_samples(results, n, max_new_tokens):
         cut = ("" if r["stopped"] else f" (没有停下, 在 {max_new_tokens} token 处截断)" if r["stop"] is None
                else f" (没有说 <|endoftext|>, 而是说了特殊 token {r['stop']}, 回答到这里就结束了)")
         print(f"  [{r['category']}] 问: {r['question']}")
-        print(f"      期望包含: {r['answer']}  回答({mark}): {r['reply']!r}{cut}")
+        want = " + ".join(r["answer"]) if isinstance(r["answer"], list) else r["answer"]
+        print(f"      期望包含: {want}  回答({mark}): {r['reply']!r}{cut}")
 
 
 def _init_worker():
@@ -228,7 +235,7 @@ def main():
     p.add_argument("checkpoints", nargs="*", help="完整模型或 LoRA 适配器的路径, 可以给多个 (默认: checkpoints/ 下已有的 base_model.pt、sft_model.pt、lora_adapter.pt)")
     p.add_argument("--lora", help="把这个 LoRA 适配器套在 (唯一的) checkpoint 上再评估; 结果里的名字是 \"底座+适配器\"")
     # 数据
-    p.add_argument("--data_path", default=data.EVAL_PATH, help="评估集 .jsonl: 每条含 conversations (最后一条 assistant 是参考回复)、category、answer")
+    p.add_argument("--data_path", default=data.EVAL_PATH, help="评估集 .jsonl: 每条含 conversations (最后一条 assistant 是参考回复)、category、answer (回复必须包含的字符串, 或几个字符串的列表)")
     p.add_argument("--limit", type=int, help="只评估 N 条 (快速试跑; 从整个评估集里均匀地隔几条取一条, 每一类都有)")
     p.add_argument("--ppl_path", default=PPL_PATH, help="算困惑度用的留出预训练文本, 一行一段")
     p.add_argument("--ppl_blocks", type=int, default=300, help="困惑度最多用多少段文字 (0 表示不算)")

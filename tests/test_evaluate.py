@@ -194,6 +194,24 @@ def test_load_eval_records_skips_bad(tmp_path, capsys):
     assert f"{path}:5: answer 里有编不成 UTF-8 的字符" in err and f"{path}:6: category 里有编不成 UTF-8" in err
 
 
+def test_answer_can_be_a_list_of_keys_all_required(tmp_path, capsys):
+    """answer 是列表时每个关键串都要出现: 说对了城市、却说成了别人, 不算对。空列表、列表里有空串的记录按坏记录跳过。"""
+    assert score("朱欣霞出生在昆明。", ["朱欣霞", "昆明"])
+    assert not score("陶文俊出生在昆明。", ["朱欣霞", "昆明"]) and not score("任何回复", [])
+    assert score("45减44等于1。", ["45减44", "等于1"]) and not score("44减44等于1。", ["45减44", "等于1"])
+    path = tmp_path / "e.jsonl"
+    good = make_records()[0]
+    path.write_text("\n".join(json.dumps({**good, "answer": a}) for a in (["小智", "星火"], [], ["小智", ""], ["x", 5])),
+                    encoding="utf-8")
+    records = load_eval_records(str(path))
+    assert [r["answer"] for r in records] == [["小智", "星火"], ["x", "5"]]
+    err = capsys.readouterr().err
+    assert f"{path}:2:" in err and f"{path}:3:" in err
+    print_samples([{"category": "c", "question": "q", "answer": ["小智", "星火"], "reply": "r", "correct": False,
+                    "stopped": True, "stop": "<|endoftext|>"}], 1, 8)
+    assert "期望包含: 小智 + 星火" in capsys.readouterr().out
+
+
 def test_training_file_as_eval_set_names_the_missing_answer(tmp_path, capsys):
     """把训练集 (记录没有 answer) 当评估集: 对话格式都对, data.py --check 会说文件没问题, 所以错误要直接说出缺的是 answer。"""
     path = tmp_path / "train.jsonl"
