@@ -261,7 +261,7 @@ def _read_text(path):
         raise SystemExit(f"错误: --text {path} 是目录, 这里要一个文本文件 (例如 data/pretrain.txt)")
     if not os.path.isfile(path):
         raise SystemExit(f"错误: 找不到文本文件 {path}。请先运行 python data.py --create_sample, 或用 --text 指定文件")
-    from data import read_text  # 不是 UTF-8、读不了: 与数据文件同样的一行报错 (file:line)
+    from data import read_text, require_utf8  # 不是 UTF-8、读不了: 与数据文件同样的一行报错 (file:line)
     raw = read_text(path)
     if not path.endswith((".json", ".jsonl")):
         return raw
@@ -280,7 +280,12 @@ def _read_text(path):
             strings.append(x)
         elif isinstance(x, (list, dict)):
             stack.extend(reversed(list(x.values() if isinstance(x, dict) else x)))
-    return "\n".join(strings)
+    text = "\n".join(strings)
+    try:
+        require_utf8(text, "字符串")  # JSON 里的 "\ud83d" 解析得出来, 编码时才 UnicodeEncodeError
+    except ValueError as e:
+        raise SystemExit(f"错误: {path}: {e}。请换一个文件") from None
+    return text
 
 
 def bench(tok, text):

@@ -215,6 +215,9 @@ def test_load_errors_are_one_line(tmp_path):
     latin1.write_bytes("ok\ncaf\xe9\n".encode("latin-1"))
     with pytest.raises(SystemExit, match="latin1.txt:2: 不是 UTF-8"):
         _read_text(str(latin1))
+    (tmp_path / "half.json").write_text('{"a": "x\\ud83d y"}', encoding="utf-8")  # 半个 emoji: json 解析得出, 编码时才崩
+    with pytest.raises(SystemExit, match=r"half.json: 字符串 里有编不成 UTF-8 的字符"):
+        _read_text(str(tmp_path / "half.json"))
 
 
 def test_bench_on_empty_text_is_one_line(tmp_path, tok):
