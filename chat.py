@@ -87,8 +87,9 @@ class Bot:
         """把 text 作为用户消息, 流式打印回答并记入历史。"""
         self.history.append({"role": "user", "content": text})
         L = self.model.config.max_seq_len
+        max_new = args.max_new_tokens or L // 2  # 默认半个窗口: 提示和回答加起来放得下, 生成中途不用丢掉开头
         # 给回答留的位置: 最多半个窗口, 否则小窗口的模型连一轮历史都放不下
-        budget = L - min(args.max_new_tokens, L // 2)
+        budget = L - min(max_new, L // 2)
         ids, dropped = self.prompt_ids(budget)
         tok, system_kept = self.tokenizer, bool(self.system)
         head = (len(data.render_chat(self.messages()[:1], tok)[0]) if self.system else 0) + 1  # system 和 <|user|>
@@ -111,7 +112,7 @@ class Bot:
         sys.stdout.write(prefix)
         sys.stdout.flush()
         try:
-            for i in self.model.generate(ids, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+            for i in self.model.generate(ids, max_new, args.temperature, args.top_k, args.top_p,
                                          eos_id=tok.eot_id, seed=args.seed):
                 n += 1
                 if i in stop_ids:
@@ -278,7 +279,9 @@ def parse_args(argv=None):
     g.add_argument("--temperature", type=float, default=0.7, help="采样温度; 0 表示贪心 (每次取概率最大的 token); 大于 0 时至少 0.001")
     g.add_argument("--top_k", type=int, default=None, help="只在概率最大的 k 个 token 里采样 (默认不限制)")
     g.add_argument("--top_p", type=float, default=0.9, help="nucleus 采样: 只在累计概率达到 top_p 的 token 里采样; 1 表示不限制")
-    g.add_argument("--max_new_tokens", type=int, default=200, help="一个回答最多生成多少 token (超过模型窗口 max_seq_len 的一半时, 回答写得很长, 窗口满了就丢掉最旧的一半再接着写, 模型从那以后看不到前面的对话和角色标签)")
+    g.add_argument("--max_new_tokens", type=int, default=None,
+                   help="一个回答最多生成多少 token (默认: 模型窗口 max_seq_len 的一半, 课程的模型是 128。设得更大时, 回答写到窗口满了"
+                        "就丢掉最旧的一半再接着写, 模型从那以后看不到前面的对话和角色标签)")
     g.add_argument("--seed", type=int, default=None, help="随机种子 (每个回答都用它, 同样的输入得到同样的回答)")
     g.add_argument("--system", default=None, help="system prompt (默认没有)")
     g = p.add_argument_group("运行方式")
@@ -287,7 +290,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     bad = [f"{flag} {rule}, 收到 {value}" for flag, value, ok, rule in [
         ("--temperature", args.temperature, 0 <= args.temperature < math.inf, "必须是 >= 0 的有限数"),
-        ("--max_new_tokens", args.max_new_tokens, args.max_new_tokens >= 1, "必须 >= 1"),
+        ("--max_new_tokens", args.max_new_tokens, args.max_new_tokens is None or args.max_new_tokens >= 1, "必须 >= 1"),
         ("--top_k", args.top_k, args.top_k is None or args.top_k >= 1, "必须 >= 1"),
         ("--top_p", args.top_p, 0 < args.top_p <= 1, "必须在 0 到 1 之间 (不含 0)"),
         ("--seed", args.seed, args.seed is None or 0 <= args.seed < 2**63, "必须在 0 到 2^63-1 之间")] if not ok]

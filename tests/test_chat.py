@@ -148,6 +148,20 @@ def spy_generate(monkeypatch):
     return calls
 
 
+def test_default_reply_length_is_half_the_window(files, monkeypatch, capsys):
+    """默认的 --max_new_tokens 是模型窗口的一半: 提示和回答加起来放得下, 回答写得再长, 生成中途也不会丢掉提示的开头。"""
+    seen = []
+    original = GPT.generate
+
+    def spy(self, input_ids, max_new_tokens, *a, **k):
+        seen.append((len(input_ids), max_new_tokens, self.config.max_seq_len))
+        yield from original(self, input_ids, max_new_tokens, *a, **k)
+    monkeypatch.setattr(GPT, "generate", spy)
+    run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"], "--prompt", "你是谁？"])
+    (n_prompt, max_new, L), = seen
+    assert max_new == L // 2 and n_prompt + max_new <= L
+
+
 def test_reply_stops_at_end_token(files, monkeypatch, capsys):
     calls = spy_generate(monkeypatch)
     tok = files["tokenizer"]
