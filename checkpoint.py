@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import pickle
+import stat
 
 import torch
 
@@ -66,8 +67,8 @@ def check_output_path(path, flag="--out", inputs=(), kinds=None, ours=None):
         raise SystemExit(f"错误: {flag} 是空的, 这里要一个文件路径 (例如 {example})")
     if not os.path.basename(path) or os.path.isdir(path):
         raise SystemExit(f"错误: {flag} {path!r} 是目录, 这里要一个文件路径 (例如 {example})")
-    if os.path.exists(path) and not os.path.isfile(path):  # 命名管道: 下面试写时的 open 会一直等读的一方; 改名还会把它换掉
-        raise SystemExit(f"错误: {flag} {path} 不是普通文件 (是管道或设备之类), 写结果会把它换掉。换一个文件路径 (例如 {example})")
+    if os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode):  # 下面试写时的 open 会一直等读的一方; 改名还会把它换掉
+        raise SystemExit(f"错误: {flag} {path} 是命名管道, 不是普通文件, 写结果会把它换掉。换一个文件路径 (例如 {example})")
     for in_flag, src in inputs:
         if src and os.path.isfile(src) and os.path.isfile(path) and os.path.samefile(src, path):
             raise SystemExit(f"错误: {flag} {path} 就是 {in_flag} 读的文件, 写结果会把它覆盖。换一个 {flag}")

@@ -709,7 +709,7 @@ def test_check_output_path_accepts_its_own_earlier_result(tmp_path):
         check_output_path(str(tmp_path / "y.resume.pt"), kinds=("model",))
     fifo = tmp_path / "pipe.json"  # 命名管道: 以前试写时的 open 会一直卡着, 等一个读的人
     os.mkfifo(fifo)
-    with pytest.raises(SystemExit, match="不是普通文件"):
+    with pytest.raises(SystemExit, match="是命名管道, 不是普通文件"):
         check_output_path(str(fifo), "--json", ours=is_results_json)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # 没有被换成普通文件
 
