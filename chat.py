@@ -41,7 +41,7 @@ from cli import run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
 import data
-from checkpoint import load_checkpoint, load_model
+from checkpoint import adapter_problem, load_checkpoint, load_model
 from lora import LoRALinear, base_fingerprint, load_lora_state_dict, lora_state_dict
 from model import pick_device
 
@@ -175,7 +175,7 @@ def collect_adapters(bot, paths):
         try:  # 现在就核对名字和形状 (装一次试试): 否则要到聊天中途 /adapter 切换时才发现, 那时只能退出
             load_lora_state_dict(bot.model, ck["lora_state"])
         except SystemExit as e:
-            raise SystemExit(f"错误: 适配器 {path} 的内容不对: {str(e.code).removeprefix('错误: ')}") from None
+            raise adapter_problem(path, e) from None
         name = os.path.splitext(os.path.basename(path))[0]
         names[path if name in names else name] = (ck["lora_state"], cfg["alpha"] / cfg["r"])
     bot.adapters = names

@@ -239,6 +239,11 @@ def load_model(path, device="cpu", lora=None):
     return model, tokenizer, ckpt
 
 
+def adapter_problem(adapter_path, e):
+    """lora.py 的一行说明 (SystemExit e) 是对 "参数" 说的; 毛病在适配器文件里时, 补上是哪个文件。"""
+    return SystemExit(f"错误: 适配器 {adapter_path} 的内容不对: {str(e.code).removeprefix('错误: ')}")
+
+
 def apply_adapter(model, adapter, adapter_path, base_path):
     """把适配器套到模型上; 底座不对 (指纹不同) 时报错, 而不是悄悄输出乱码。"""
     from lora import apply_lora, base_fingerprint, load_lora_state_dict
@@ -250,7 +255,7 @@ def apply_adapter(model, adapter, adapter_path, base_path):
         cfg = adapter["lora_config"]
         apply_lora(model, cfg["target_modules"], r=cfg["r"], alpha=cfg["alpha"], dropout=cfg["dropout"])
         load_lora_state_dict(model, adapter["lora_state"])
-    except SystemExit as e:  # lora.py 的说明是对 "参数" 说的; 这里的毛病在适配器文件里, 补上是哪个文件
-        raise SystemExit(f"错误: 适配器 {adapter_path} 的内容不对: {str(e.code).removeprefix('错误: ')}") from None
+    except SystemExit as e:
+        raise adapter_problem(adapter_path, e) from None
     except (KeyError, TypeError, ValueError) as e:
         raise SystemExit(f"错误: 适配器 {adapter_path} 的 LoRA 配置不完整或不对 ({type(e).__name__}: {e})。请重新训练") from None
