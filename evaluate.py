@@ -84,10 +84,11 @@ def load_eval_records(path, limit=None):
     limit: 只取 limit 条, 从头到尾均匀地隔几条取一条 (评估集按类别排好, 只取开头的话全是前一两类)。
     """
     pairs = data.load_records(path, check=require_answer)[0]
+    if limit and limit < len(pairs):
+        pairs = [pairs[i * len(pairs) // limit] for i in range(limit)]
     return [{"conversations": messages, "category": str(rec.get("category", "default")),
              "answer": [str(a) for a in rec["answer"]] if isinstance(rec["answer"], list) else str(rec["answer"])}
-            for rec, messages in (pairs if not limit or limit >= len(pairs)
-                                  else [pairs[i * len(pairs) // limit] for i in range(limit)])]
+            for rec, messages in pairs]
 
 
 def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, progress=True, position=None):

@@ -30,6 +30,7 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
 
 from cli import run_main  # 先于 torch 导入: 见 cli.py
 from checkpoint import load_checkpoint
@@ -751,10 +752,14 @@ EQUATION_RE = re.compile(r"(\d+)\s*(加上|加|减去|减|plus|minus|\+|-)\s*(\d
 SIGN = {"加上": "+", "加": "+", "plus": "+", "+": "+", "减去": "-", "减": "-", "minus": "-", "-": "-"}
 
 
+def equations(text):
+    """文字里说出的每个完整算式, 按出现的顺序: [(a, "+" 或 "-", b, c), ...], 数都是 int。"""
+    return [(int(a), SIGN[op], int(b), int(c)) for a, op, b, c in EQUATION_RE.findall(text)]
+
+
 def first_equation(text):
-    """回答里说出的第一个完整算式 (a, +/-, b, c); 没有就是 None。"""
-    m = EQUATION_RE.search(text)
-    return m and (m[1], SIGN[m[2]], m[3], m[4])
+    """回答里说出的第一个完整算式; 没有就是 None。"""
+    return next(iter(equations(text)), None)
 
 
 def strict_miss(record, reply, names, values):
@@ -819,7 +824,8 @@ def exp_strict(fresh):
     names = sorted((p["name"] for p in make_people()), key=len, reverse=True)
     values = sorted({v for a in ATTRS.values() for v in a["values"]}, key=len, reverse=True)
     records = load_eval_records(EVAL_PATH)
-    leaked = leaked_items(records, load_conversations(TRAIN_PATH))
+    conversations = load_conversations(TRAIN_PATH)
+    leaked = leaked_items(records, conversations)
     models = {"底座": BASE, "全参数 SFT": train("sft_full", "train_sft.py", fresh=fresh)["path"],
               "LoRA r=8 q,v": train("lora_qv_r8", "train_lora.py", fresh=fresh)["path"]}
     cats = list(dict.fromkeys(r["category"] for r in records))
@@ -827,12 +833,10 @@ def exp_strict(fresh):
     for label, path in models.items():
         model, tok, _ = load_model(path)
         results = evaluate_model(model, tok, records, progress=False)["results"]
-        strict = [r["correct"] and strict_miss(rec, r["reply"], names, values) is None for rec, r in zip(records, results)]
-        misses[label] = {}
-        for rec, r, ok in zip(records, results, strict):
-            if r["correct"] and not ok:
-                why = strict_miss(rec, r["reply"], names, values)
-                misses[label][why] = misses[label].get(why, 0) + 1
+        # 宽松算对的才查严格的几样: why 是没做到的那一样 (都做到了是 None)
+        whys = [strict_miss(rec, r["reply"], names, values) if r["correct"] else None for rec, r in zip(records, results)]
+        strict = [r["correct"] and why is None for r, why in zip(results, whys)]
+        misses[label] = dict(Counter(why for why in whys if why))
         for rule, marks in (("宽松 (evaluate.py)", [r["correct"] for r in results]), ("严格", strict)):
             by_cat = [pct(sum(m for m, rec in zip(marks, records) if rec["category"] == c)
                           / sum(rec["category"] == c for rec in records)) for c in cats]
@@ -842,18 +846,15 @@ def exp_strict(fresh):
     md = table(["模型", "打分", "总体", *cats, "连问带答出现在训练数据里的题"], rows)
     md += "\n\n" + table(["宽松算对、严格不算的原因", *models],
                           [[why] + [misses[m].get(why, 0) for m in models] for why in ("标记", "算式", "人名", "内容")])
-    by_cat = {}
-    for i in leaked:
-        by_cat[records[i]["category"]] = by_cat.get(records[i]["category"], 0) + 1
+    by_cat = Counter(records[i]["category"] for i in leaked)
     # 加减互逆: 评估问 "45减37", 训练里有 "45减8等于37", 答案就等于说过了。7.1 的留出只避开了同一对操作数 (和交换律), 没有避开逆运算
-    said = set()
-    for text in [m["content"] for c in load_conversations(TRAIN_PATH) for m in c] + read_text(PRETRAIN_TEXT).split("\n"):
-        said |= {(int(a), SIGN[op], int(b), int(c)) for a, op, b, c in EQUATION_RE.findall(text)}
+    said = {eq for text in [m["content"] for c in conversations for m in c] + read_text(PRETRAIN_TEXT).split("\n")
+            for eq in equations(text)}
     inverse = 0
     for rec in records:
         eq = first_equation(rec["conversations"][-1]["content"]) if rec["category"] == "arithmetic" else None
         if eq:
-            a, op, b, c = int(eq[0]), eq[1], int(eq[2]), int(eq[3])
+            a, op, b, c = eq
             inverse += bool(said & ({(c, "-", a, b), (c, "-", b, a)} if op == "+" else {(b, "+", c, a), (c, "+", b, a), (a, "-", c, b)}))
     raw["arithmetic_inverse_seen"] = inverse
     md += f"\n\n`arithmetic` 的 {sum(r['category'] == 'arithmetic' for r in records)} 道里, 逆运算 (如问 45减37, 训练里有 45减8等于37) 出现在 SFT 数据或预训练文本里的: {inverse} 道"
