@@ -9,9 +9,11 @@
   - forward(input_ids, labels): labels 与 input_ids 等长, 错一位在模型内部完成; 只对 label 不是 -100
     的位置算 lm_head 和交叉熵。
   - generate(): 带 KV cache 的流式生成 (temperature / top_k / top_p, 遇到结束符停止)。
+  - greedy_batch(): 评估用的批量贪心解码 (一批提示一样长, 不用 padding)。
   - pick_device(): 整个项目里唯一挑选设备的地方。
 
-不做什么: 没有 bias; 没有 RoPE 外推 (上下文超过 max_seq_len 就从左边截断); 没有 batch 生成;
+不做什么: 没有 bias; 没有 RoPE 外推 (上下文超过 max_seq_len 就从左边截断);
+不做长短不一的 batch 生成 (那要 padding、attention mask 和每行各自的位置);
 不做量化, 也不调用 torch.compile 或混合精度 (那是训练脚本的选择, 这里保持普通 fp32 eager 代码)。
 
 运行: python model.py            # 打印每个预设的参数量
@@ -323,6 +325,40 @@ class GPT(nn.Module):
             ctx.append(next_id)
             if len(ctx) > L:
                 ctx, cached = ctx[-max(1, L // 2):], 0  # max: L=1 时 -(L // 2) 是 -0, 会留下整个列表
+
+    @torch.inference_mode()
+    def greedy_batch(self, prompts, max_new_tokens, stop_ids):
+        """评估用的批量贪心解码: prompts 是几条 **一样长** 的 token 列表, 一起 prefill, 之后每步一起生成一个 token。
+
+        一样长, 就不用 padding 和 attention mask: 每一行的位置、KV cache 都和单独用 generate(temperature=0) 时相同,
+        回答也就相同 (矩阵乘多了几行, 浮点舍入在理论上可能不同; 课程的三个模型答 600 道评估题, 两种方式逐字一样)。
+        batch 1 的逐 token 解码大部分时间花在每个算子的固定开销上, 一次算几十行几乎不多花时间。
+        某一行说出 stop_ids 里的 token, 这一行就结束 (那个 token 不算回答), 其余行接着生成, 全部结束或到 max_new_tokens 为止。
+        不滑动窗口: 提示加回答必须放得下 (len + max_new_tokens - 1 <= max_seq_len)。
+        返回每条的 (回答的 token 列表, 结束它的 token; 到了上限还没结束时是 None)。
+        """
+        if not prompts:
+            return []
+        T = len(prompts[0])
+        if any(len(p) != T for p in prompts) or T + max_new_tokens - 1 > self.config.max_seq_len:
+            raise ValueError("greedy_batch 的提示要一样长, 而且加上回答放得进窗口")
+        kv_cache = self.init_kv_cache(len(prompts))
+        x = torch.tensor(prompts, device=self.embed_tokens.weight.device)  # (B, T), 第一步是整段提示
+        replies, stops, start_pos = [[] for _ in prompts], [None] * len(prompts), 0
+        live = set(range(len(prompts)))  # 还没结束的行
+        for _ in range(max_new_tokens):
+            h = self.hidden_states(x, kv_cache, start_pos)
+            start_pos += x.size(1)
+            x = self.lm_head(h[:, -1]).argmax(dim=-1, keepdim=True)  # (B, 1): 每行下一个 token, 也是下一步的输入
+            for i, t in enumerate(x[:, 0].tolist()):  # 每步唯一的一次同步
+                if i in live and t in stop_ids:
+                    stops[i] = t
+                    live.discard(i)
+                elif i in live:
+                    replies[i].append(t)
+            if not live:
+                break
+        return list(zip(replies, stops))
 
 
 def sample_next(logits, temperature, top_k, top_p, gen):

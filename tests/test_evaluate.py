@@ -85,6 +85,16 @@ class ScriptedModel(torch.nn.Module):
         else:
             yield from (ids * max_new_tokens)[:max_new_tokens]
 
+    def greedy_batch(self, prompts, max_new_tokens, stop_ids):
+        """和 GPT.greedy_batch 同样的约定: 每条 (回答, 结束它的 token 或 None)。"""
+        assert len({len(p) for p in prompts}) == 1 and len(prompts[0]) + max_new_tokens - 1 <= self.config.max_seq_len
+        out = []
+        for p in prompts:
+            ids = list(self.generate(p, max_new_tokens, 0, self.tok.eot_id))
+            stop = next((i for i, t in enumerate(ids) if t in stop_ids), None)
+            out.append((ids, None) if stop is None else (ids[:stop], ids[stop]))
+        return out
+
 
 def oracle_answers(recs):
     return {r["conversations"][-2]["content"]: r["conversations"][-1]["content"] for r in recs}
@@ -127,9 +137,9 @@ def test_oracle_model_scores_one(world):
     res = evaluate_model(model, tok, recs, max_new_tokens=32, progress=False)
     assert res["overall"] == 1.0 and res["stop_rate"] == 1.0 and res["n"] == len(recs)
     assert res["categories"] == {"arithmetic": 1.0, "knowledge": 1.0}
-    for rec, prompt in zip(recs, model.prompts):
-        history = rec["conversations"][:-1]
-        assert prompt == data.render_chat(history, tok, add_generation_prompt=True)[0]
+    expected = [data.render_chat(rec["conversations"][:-1], tok, add_generation_prompt=True)[0] for rec in recs]
+    assert sorted(model.prompts) == sorted(expected)  # 每条问一次 (一样长的凑成一批, 顺序按长度)
+    for rec, prompt in zip(recs, expected):
         assert rec["conversations"][-1]["content"] not in tok.decode(prompt)
 
 
@@ -170,6 +180,26 @@ def test_prompt_longer_than_the_window_is_counted(world):
     assert evaluate_model(just_fits, tok, recs, max_new_tokens=32, progress=False)["too_long"] == 0
     small = ScriptedModel(tok, oracle_answers(recs), max_seq_len=longest + 30)
     assert evaluate_model(small, tok, recs, max_new_tokens=32, progress=False)["too_long"] >= 1
+
+
+def test_batches_of_equal_length_prompts_give_the_same_results(world):
+    """真模型 (随机 tiny GPT): 一样长的提示凑成一批, 与一条一条解码结果相同, 而且按 records 的顺序返回。
+    窗口放不下的 (这里把窗口调小) 改走 generate, 也照样和原来的顺序对上。"""
+    _, tok, recs = world
+    torch.manual_seed(0)
+    model = GPT(get_config("tiny", vocab_size=tok.vocab_size, max_seq_len=128))
+    prompts = [data.render_chat(r["conversations"][:-1], tok, add_generation_prompt=True)[0] for r in recs]
+    assert len({len(p) for p in prompts}) < len(prompts)  # 真有一样长的, 才测得到凑批
+    one_by_one = evaluate_model(model, tok, recs, max_new_tokens=12, progress=False, batch_size=1)["results"]
+    for r, p in zip(one_by_one, prompts):  # batch_size=1 也走 greedy_batch: 和 generate 对一遍, 顺序也对
+        free = list(model.generate(p, 12, temperature=0))
+        cut = next((i for i, t in enumerate(free) if t in tok.special_ids.values()), len(free))
+        assert r["reply"] == tok.decode(free[:cut])
+    batched = evaluate_model(model, tok, recs, max_new_tokens=12, progress=False)
+    assert batched["results"] == one_by_one and batched["too_long"] == 0
+    model.config.max_seq_len = max(len(p) for p in prompts) + 8  # 最长的一条放不下 12 个新 token 了, 别的还放得下
+    mixed = evaluate_model(model, tok, recs, max_new_tokens=12, progress=False)
+    assert 0 < mixed["too_long"] < len(recs) and mixed["results"] == one_by_one
 
 
 def test_random_model_perplexity_is_about_vocab_size(world):

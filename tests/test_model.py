@@ -181,6 +181,25 @@ def test_generate_stops_after_eos():
     assert out == free[:free.index(eos) + 1]  # 结束符本身也 yield 出来, 然后停止
 
 
+@pytest.mark.parametrize("n_kv_head", [4, 2])
+def test_greedy_batch_equals_generate_row_by_row(n_kv_head):
+    """一样长的几条提示一起解码, 每一行和单独用 generate 贪心解码一样; 一行说出结束 token 就停, 别的行不受影响。"""
+    model = make_model(n_kv_head=n_kv_head)
+    prompts = random_ids(model, B=5, T=7, seed=3).tolist()
+    free = [list(model.generate(p, max_new_tokens=12, temperature=0)) for p in prompts]
+    assert model.greedy_batch(prompts, 12, set()) == [(f, None) for f in free]
+    stop = free[0][4]  # 第 0 行第 5 个 token 当结束符: 那一行在它之前停下, 其他行在各自第一次说它时停下
+    expected = [(f[:f.index(stop)], stop) if stop in f else (f, None) for f in free]
+    assert model.greedy_batch(prompts, 12, {stop}) == expected
+    assert expected[0] == (free[0][:free[0].index(stop)], stop)
+    # 刚好放得下 (提示 7 + 58 个新 token - 1 = 64 = max_seq_len); 再多一个就不行 (greedy_batch 不滑动窗口)
+    assert model.greedy_batch(prompts[:2], 58, set()) == [(list(model.generate(p, 58, temperature=0)), None) for p in prompts[:2]]
+    with pytest.raises(ValueError):
+        model.greedy_batch(prompts[:2], 59, set())
+    with pytest.raises(ValueError):
+        model.greedy_batch([prompts[0], prompts[1][:-1]], 4, set())
+
+
 def test_generate_past_max_seq_len_cache_equals_no_cache():
     # 提示 + 生成超过 max_seq_len (64): 两条路径按同样的规则截断窗口, 输出应一致
     model = make_model()
