@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 
-from cli import run_main  # 先于 torch 导入: 见 cli.py
+from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 import torch.nn as nn
 
@@ -367,7 +367,7 @@ def data_figures(data_dir, batch_size, max_length, repeats):
 
 
 def main():
-    p = argparse.ArgumentParser(description="性能基准: 训练 tokens/s 与 MFU、峰值内存、生成速度、padding 比例、分词速度")
+    p = make_parser("性能基准: 训练 tokens/s 与 MFU、峰值内存、生成速度、padding 比例、分词速度")
     # 形状与设备
     p.add_argument("--device", default="auto", help="auto (依次尝试 cuda、mps、cpu) / cuda / mps / cpu")
     p.add_argument("--preset", default="default", help="训练速度用的模型预设 (见 python model.py)")
@@ -538,7 +538,10 @@ def report(args, res):
         checks += [(f"训练 {m} >= 1.3x HF", train[m]["tokens_per_s"] >= 1.3 * hf_train[m]["tokens_per_s"])
                    for m in ("full", "lora_qv")]
         checks.append(("生成 >= 1.5x HF generate()", gen["cache_tokens_per_s"] >= 1.5 * hf_gen["cache_tokens_per_s"]))
-    print("\n目标: " + "; ".join(f"{name} {'达标' if ok else '未达标'}" for name, ok in checks))
+    if args.quick:  # tiny 形状的数和 issue 的目标 (默认形状) 没有关系, 不去对照
+        print("\n(--quick 只检查脚本能跑通, 不对照目标)")
+    else:
+        print("\n目标: " + "; ".join(f"{name} {'达标' if ok else '未达标'}" for name, ok in checks))
 
 
 def summary(res, compare_hf):

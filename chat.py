@@ -29,7 +29,6 @@
     python chat.py --prompt "你好" --temperature 0           # 回答一次就退出
     printf '我叫小明\n我叫什么？\n' | python chat.py         # 脚本方式: 每行一条用户消息
 """
-import argparse
 import codecs
 import math
 import os
@@ -37,7 +36,7 @@ import re
 import sys
 import time
 
-from cli import run_main  # 先于 torch 导入: 见 cli.py
+from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
 import data
@@ -268,7 +267,7 @@ def answer(bots, text, args, interactive):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="和训练好的模型对话 (流式、多轮; 标准输入不是终端时每行一条消息)")
+    p = make_parser("和训练好的模型对话 (流式、多轮; 标准输入不是终端时每行一条消息)")
     g = p.add_argument_group("模型")
     g.add_argument("--checkpoint", default="checkpoints/sft_model.pt", help="模型 checkpoint, 或 LoRA 适配器 (它记得自己的底座)")
     g.add_argument("--lora", nargs="+", default=[], metavar="ADAPTER",

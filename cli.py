@@ -1,10 +1,12 @@
-"""cli.py — 各脚本共用的两件小事: 命令行入口 run_main (用户按 Ctrl-C、或输出接到提前关闭的管道上时, 不打印 traceback),
-和原子写文件 write_atomically (checkpoint、分词器、示例数据和 --json 结果都经过它)。
+"""cli.py — 各脚本共用的三件小事: 命令行入口 run_main (用户按 Ctrl-C、或输出接到提前关闭的管道上时, 不打印 traceback),
+参数解析器 make_parser (--help 里写出默认值, 不接受缩写的参数名), 和原子写文件 write_atomically
+(checkpoint、分词器、示例数据和 --json 结果都经过它)。
 
-单独成一个文件、只用标准库 (os, sys): tokenizer.py 和 sample_data.py 为了命令行启动快, 故意不导入 torch, 也要用它。
+单独成一个文件、只用标准库 (argparse, os, sys): tokenizer.py 和 sample_data.py 为了命令行启动快, 故意不导入 torch, 也要用它。
 各脚本在 import torch 之前先导入本模块: 导入 torch 要一两秒, 这时按 Ctrl-C 还没进 run_main, 由下面的 sys.excepthook 接住。
 训练循环里的 Ctrl-C 不在这里: 那由 trainer.CtrlC 接管 (做完当前一步、存好续训状态再退出)。
 """
+import argparse
 import errno
 import os
 import sys
@@ -44,6 +46,22 @@ def run_main(main):
         _drop_stdout()  # 多半是输出重定向到的磁盘满了
         raise SystemExit(f"错误: 写不下去了 ({e.strerror}{': ' + str(e.filename) if e.filename else ''})。"
                          "腾出磁盘空间, 或把输出重定向到别处") from None
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """--help 的每一行后面写出默认值 (帮助文字里已经说了默认是什么的, 以及默认是 None/False 的开关, 不重复)。"""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and "默认" not in text:
+            text += " (默认: %(default)s)"
+        return text
+
+
+def make_parser(description):
+    """各脚本的 argparse 解析器。allow_abbrev=False: argparse 默认接受参数名的前缀, 于是 --r 8 (想写 --lora_r 8)
+    会被当成 --resume, 报一个让人摸不着头脑的 "unrecognized arguments: 8"; 这里只认完整的参数名。"""
+    return argparse.ArgumentParser(description=description, allow_abbrev=False, formatter_class=_HelpFormatter)
 
 
 def _drop_stdout():

@@ -20,14 +20,13 @@ chat.py 和 evaluate.py 用同一个 render_chat(add_generation_prompt=True), �
     python data.py --show --index 3             # 看模型眼中的一条对话, 被训练的 token 高亮
     python data.py --check data/sft_train.jsonl # 训练前体检一个数据文件
 """
-import argparse
 import json
 import os
 import random
 import stat
 import sys
 
-from cli import run_main  # 先于 torch 导入: 见 cli.py
+from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
 IGNORE_INDEX = -100  # PyTorch cross_entropy 默认忽略的 label 值
@@ -170,6 +169,8 @@ def read_text(path):
         # utf-8-sig: Windows 记事本存的 "UTF-8 (带 BOM)" 文件开头多一个 \ufeff, 读时去掉, 否则第一行的 JSON 解析不了
         return raw.decode("utf-8-sig").replace("\r\n", "\n")
     except UnicodeDecodeError as e:
+        if raw.startswith(b"PK\x03\x04"):  # torch.save 存的 .pt 是个 zip 包: 多半是把 checkpoint 当成了文本参数
+            raise SystemExit(f"错误: {path} 是一个 zip 文件 (比如 checkpoint), 不是文本。这里要的是数据或文本文件") from None
         line = raw.count(b"\n", 0, e.start) + 1
         raise SystemExit(f"错误: {path}:{line}: 不是 UTF-8 文本。请先转成 UTF-8")
     except OSError as e:
@@ -423,7 +424,7 @@ def check(path, tokenizer, max_length, strict):
 
 
 def main():
-    p = argparse.ArgumentParser(description="SFT 数据: 生成示例数据、查看 chat 模板与掩码、检查数据文件")
+    p = make_parser("SFT 数据: 生成示例数据、查看 chat 模板与掩码、检查数据文件")
     # 做什么
     p.add_argument("--create_sample", action="store_true", help="生成示例数据 (data/ 下的 SFT 训练/评估集、预训练文本) 并训练分词器")
     p.add_argument("--show", action="store_true", help="按模型看到的样子打印一条对话, 标出参与训练的 token")

@@ -21,19 +21,19 @@
     python evaluate.py checkpoints/lora_adapter.pt --json runs/eval.json      # 适配器也能直接评估
     python evaluate.py checkpoints/base_model.pt --lora checkpoints/lora_adapter.pt --limit 50
 """
-import argparse
 import math
 import multiprocessing
 import os
 import re
 import signal
+import sys
 import threading
 import time
 import unicodedata
 from collections import Counter
 from itertools import zip_longest
 
-from cli import run_main  # 先于 torch 导入: 见 cli.py
+from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 from tqdm import tqdm
 
@@ -155,7 +155,7 @@ def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, prog
     return {"overall": sum(r["correct"] for r in results) / n,
             "categories": {c: sum(v) / len(v) for c, v in by_cat.items()},
             "stop_rate": sum(r["stopped"] for r in results) / n,
-            "n": n, "too_long": too_long, "results": results}
+            "n": n, "too_long": too_long, "max_seq_len": L, "results": results}
 
 
 def perplexity(model, tokenizer, path, max_blocks=50, batch_size=16):
@@ -253,12 +253,13 @@ def is_results_json(obj):
 
 
 def main():
-    p = argparse.ArgumentParser(description="评估模型: 评估集准确率 (分类别)、停止率、预训练文本困惑度, 多个 checkpoint 并排比较")
+    p = make_parser("评估模型: 评估集准确率 (分类别)、停止率、预训练文本困惑度, 多个 checkpoint 并排比较")
     p.add_argument("checkpoints", nargs="*", help="完整模型或 LoRA 适配器的路径, 可以给多个 (默认: checkpoints/ 下已有的 base_model.pt、sft_model.pt、lora_adapter.pt)")
     p.add_argument("--lora", help="把这个 LoRA 适配器套在 (唯一的) checkpoint 上再评估; 结果里的名字是 \"底座+适配器\"")
     # 数据
     p.add_argument("--data_path", default=data.EVAL_PATH, help="评估集 .jsonl: 每条含 conversations (最后一条 assistant 是参考回复)、category、answer (回复必须包含的字符串, 或几个字符串的列表)")
-    p.add_argument("--limit", type=int, help="只评估 N 条 (快速试跑; 从整个评估集里均匀地隔几条取一条, 每一类都有)")
+    p.add_argument("--limit", type=int, help="只评估 N 条 (快速试跑, 再加 --ppl_blocks 0 连困惑度也不算; "
+                   "从整个评估集里均匀地隔几条取一条, 各类按比例都取到一些, N 太小时小的类可能一条也没有)")
     p.add_argument("--ppl_path", default=PPL_PATH, help="算困惑度用的留出预训练文本, 一行一段")
     p.add_argument("--ppl_blocks", type=int, default=300, help="困惑度最多用多少段文字 (0 表示不算)")
     # 生成与输出
@@ -281,6 +282,9 @@ def main():
         check_output_path(args.json, "--json", inputs, ours=is_results_json)
     if not paths:
         raise SystemExit("错误: 没有给出 checkpoint, checkpoints/ 下也没有。先运行 python pretrain.py 和 python train_sft.py")
+    twice = sorted({c for c in paths if paths.count(c) > 1})
+    if twice:  # 结果按路径存: 同一个路径给两次, 表里只剩一列
+        raise SystemExit(f"错误: checkpoint {twice[0]} 给了两次。每个 checkpoint 写一次就够了")
     if args.lora and len(paths) != 1:
         raise SystemExit(f"错误: --lora 只能配一个底座 checkpoint, 收到 {len(paths)} 个。要比较多个适配器, 直接把适配器路径列出来")
 
@@ -310,7 +314,8 @@ def main():
             pool.close()
         except KeyboardInterrupt:
             pool.terminate()
-            raise SystemExit("已中断 (Ctrl-C), 没有写任何结果")
+            print("\n已中断 (Ctrl-C), 没有写任何结果", file=sys.stderr)  # 先换行: 进度条还停在这一行上
+            raise SystemExit(130) from None  # 和 cli.run_main 一样的退出码
         pool.join()
     else:
         outputs = [evaluate_checkpoint(*task) for task in tasks]
@@ -321,8 +326,11 @@ def main():
         summaries[name] = s
         print(f"\n{name}: 准确率 {s['overall']:.1%}, 停止率 {s['stop_rate']:.1%} ({s['seconds']:.1f}s)")
         if s["too_long"]:
-            print(f"注意: {s['too_long']} 条的提示加上 --max_new_tokens {args.max_new_tokens} 超过了模型的窗口 (max_seq_len): "
-                  "回答写长了, 模型就看不到提示的开头, 这几条的分数会偏低。调小 --max_new_tokens, 或换提示短一些的评估集")
+            window = s["max_seq_len"]
+            fix = (f"--max_new_tokens 本身就不小于窗口, 什么提示都放不下: 调小它 (默认 64)" if args.max_new_tokens >= window
+                   else "调小 --max_new_tokens, 或换提示短一些的评估集")
+            print(f"注意: {s['too_long']} 条的提示加上 --max_new_tokens {args.max_new_tokens} 超过了模型的窗口 "
+                  f"(max_seq_len={window}): 回答写长了, 模型就看不到提示的开头, 这几条的分数会偏低。{fix}")
         print_samples(s["results"], args.samples, args.max_new_tokens)
 
     print("\n" + format_table(summaries))

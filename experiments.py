@@ -24,7 +24,6 @@
 
 已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
 """
-import argparse
 import json
 import os
 import re
@@ -32,7 +31,7 @@ import subprocess
 import sys
 from collections import Counter
 
-from cli import run_main  # 先于 torch 导入: 见 cli.py
+from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 from checkpoint import load_checkpoint
 
 RUNS = "runs"
@@ -869,7 +868,7 @@ EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapt
 
 
 def main():
-    p = argparse.ArgumentParser(description="重现 README 里的对比实验 (训练产物在 runs/ 下)")
+    p = make_parser("重现 README 里的对比实验 (训练产物在 runs/ 下)")
     p.add_argument("experiment", choices=[*EXPERIMENTS, "all"], help="要跑的实验")
     p.add_argument("--fresh", action="store_true", help="忽略 runs/ 里已有的模型, 重新训练")
     args = p.parse_args()

@@ -19,11 +19,10 @@
 运行: python model.py            # 打印每个预设的参数量
       python -m pytest tests/test_model.py -q
 """
-import argparse
 import math
 from dataclasses import dataclass, replace
 
-from cli import run_main  # 先于 torch 导入: 见 cli.py
+from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -386,7 +385,7 @@ def sample_next(logits, temperature, top_k, top_p, gen):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="打印每个模型预设的配置和参数量")
+    parser = make_parser("打印每个模型预设的配置和参数量")
     parser.add_argument("--vocab_size", type=int, default=None, help="覆盖词表大小 (默认用预设里的值; 实际由分词器决定)")
     args = parser.parse_args()
     for name in PRESETS:

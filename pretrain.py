@@ -11,11 +11,10 @@
     python pretrain.py                      # 默认设置 (12 个 epoch), 2 核 CPU 上约 6 分钟, 存到 checkpoints/base_model.pt
     python pretrain.py --device cuda --preset gpu --epochs 10
 """
-import argparse
 import os
 from dataclasses import asdict
 
-from cli import run_main  # 先于 torch 导入: 见 cli.py
+from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
 import data
@@ -54,7 +53,7 @@ class PretrainDataset(torch.utils.data.Dataset):
 
 
 def main():
-    p = argparse.ArgumentParser(description="预训练一个小底座模型 (课程第 3 步的快速替身)")
+    p = make_parser("预训练一个小底座模型 (课程第 3 步的快速替身)")
     g = p.add_argument_group("数据与模型")
     g.add_argument("--data_path", default=os.path.join(data.DATA_DIR, "pretrain.txt"), help="预训练文本, 一行一段 (缺失时自动生成示例数据)")
     g.add_argument("--eval_path", default=os.path.join(data.DATA_DIR, "pretrain_eval.txt"), help="留出的验证文本")

@@ -19,13 +19,12 @@
   python data.py --create_sample               # 课程里的入口: 调用本模块, 再训练分词器
   python sample_data.py --out_dir data --seed 0  # 只生成数据, 打印数量
 """
-import argparse
 import json
 import os
 import random
 import re
 
-from cli import run_main, write_atomically
+from cli import make_parser, run_main, write_atomically
 
 ASSISTANT, ASSISTANT_EN, TEAM, TEAM_EN = "小智", "Xiaozhi", "星火实验室", "Spark Lab"
 N_PEOPLE = 200          # 一半在 SFT 里被问到, 另一半只出现在预训练文本里 (knowledge_unlock)
@@ -717,7 +716,7 @@ def create_sample(out_dir="data", seed=0, overwrite=False):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="生成样例世界 (SFT 训练/评测对话和预训练文本), 不训练分词器")
+    parser = make_parser("生成样例世界 (SFT 训练/评测对话和预训练文本), 不训练分词器")
     parser.add_argument("--out_dir", default="data", help="输出目录")
     parser.add_argument("--seed", type=int, default=0, help="随机种子: 同一个种子生成逐字节相同的文件")
     parser.add_argument("--overwrite", action="store_true", help="覆盖输出目录里内容不同的已有文件 (默认拒绝)")

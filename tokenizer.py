@@ -19,7 +19,6 @@ tokenizer.py: 字节级 BPE 分词器 (byte-level BPE), 把文字变成模型吃
   python tokenizer.py --bench               # 测编码速度和中/英文每字符 token 数
   python tokenizer.py --encode "你好, world 2024"   # 看一句话被切成哪些 token
 """
-import argparse
 import heapq
 import json
 import os
@@ -28,7 +27,7 @@ import time
 from collections import Counter, defaultdict
 from itertools import repeat
 
-from cli import run_main, write_atomically  # 只用标准库: 这里故意不导入 torch, 命令行启动快
+from cli import make_parser, run_main, write_atomically  # 只用标准库: 这里故意不导入 torch, 命令行启动快
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|pad|>"]
 
@@ -309,7 +308,7 @@ def bench(tok, text):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="字节级 BPE 分词器: 测速度和压缩率, 或查看一句话的切分")
+    parser = make_parser("字节级 BPE 分词器: 测速度和压缩率, 或查看一句话的切分")
     parser.add_argument("--tokenizer", default="data/tokenizer.json", help="分词器 JSON 文件 (python data.py --create_sample 生成)")
     parser.add_argument("--bench", action="store_true", help="测编码速度 (MB/s) 和中文/英文每字符 token 数 (不给 --encode 时默认就做)")
     parser.add_argument("--text", default="data/pretrain.txt", help="--bench 用的文本; .json/.jsonl 只取其中的字符串")

@@ -12,10 +12,9 @@
     python train_lora.py --device cuda --epochs 3 --lora_r 8
     python train_lora.py --target_modules all-linear --lora_r 16 --merge
 """
-import argparse
 import os
 
-from cli import run_main  # 先于 torch 导入: 见 cli.py
+from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
 import data
@@ -26,7 +25,7 @@ from trainer import add_train_args, check_train_args, finish_run, is_main_proces
 
 
 def main():
-    p = argparse.ArgumentParser(description="LoRA 微调: 冻结底座, 只训练低秩旁路 lora_A / lora_B")
+    p = make_parser("LoRA 微调: 冻结底座, 只训练低秩旁路 lora_A / lora_B")
     add_sft_args(p)
     g = p.add_argument_group("LoRA")
     g.add_argument("--lora_r", type=int, default=8, help="秩 r: 旁路 A 是 (r, n), B 是 (m, r), r 远小于 n、m")

@@ -13,10 +13,9 @@
     python train_sft.py --init scratch          # 不用底座, 从随机权重做 SFT (对比实验)
     python train_sft.py --no_mask               # 消融: 不做掩码
 """
-import argparse
 import os
 
-from cli import run_main  # 先于 torch 导入: 见 cli.py
+from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
 import data
@@ -48,9 +47,10 @@ def load_start(args, allow_scratch=True):
     if not os.path.exists(args.init):
         hint = ", 或用 --init scratch 从随机权重开始" if allow_scratch else ""
         raise SystemExit(f"错误: 找不到底座模型 {args.init}。先运行 python pretrain.py 训练一个{hint}")
+    ckpt = load_checkpoint(args.init, kinds=("model",))  # 先查种类: --init 给成了适配器, 要说的是这个, 而不是和 --out 撞名
     if os.path.abspath(args.out) == os.path.abspath(args.init):
         raise SystemExit(f"错误: --out 和 --init 是同一个文件 {args.init}: 训练结果会覆盖底座。换一个 --out")
-    return build_model(load_checkpoint(args.init, kinds=("model",)), args.init)
+    return build_model(ckpt, args.init)
 
 
 def load_sft_data(args, tokenizer, max_length):
@@ -70,7 +70,7 @@ def load_sft_data(args, tokenizer, max_length):
 
 
 def main():
-    p = argparse.ArgumentParser(description="全参数 SFT: 在对话数据上微调底座模型的全部参数")
+    p = make_parser("全参数 SFT: 在对话数据上微调底座模型的全部参数")
     add_sft_args(p)
     add_train_args(p, epochs=3, lr=1e-4, batch_size=16, warmup_steps=20, eval_interval=200,
                    out="checkpoints/sft_model.pt")

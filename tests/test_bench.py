@@ -41,8 +41,10 @@ def test_quick_run_writes_documented_json(data_dir, tmp_path):
            "--data_dir", str(data_dir), "--json", str(out)] + (["--compare_hf"] if HAS_HF else [])
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    for word in ("tokens/s", "MFU", "lora_qv", "lora_all", "KV cache", "padding", "分词器", "目标"):
+    for word in ("tokens/s", "MFU", "lora_qv", "lora_all", "KV cache", "padding", "分词器"):
         assert word in r.stdout
+    # tiny 形状的数和 issue 的目标无关: --quick 不说 "达标"/"未达标"
+    assert "不对照目标" in r.stdout and "达标" not in r.stdout
     res = json.loads(out.read_text())
     expected = {"train", "train_100m", "generate", "padding_fraction", "tokenizer_mb_per_s", "matmul_gflops"}
     assert set(res) == expected | ({"hf"} if HAS_HF else set())

@@ -248,6 +248,10 @@ def test_unreadable_data_files_are_one_line(tmp_path):
         data.load_conversations(str(tmp_path / "bad.jsonl"))
     with pytest.raises(SystemExit, match="读不了"):
         data.load_conversations(str(tmp_path))  # 目录
+    import torch  # 把 checkpoint 当成了数据文件: 说它是 zip (checkpoint), 而不是 "请先转成 UTF-8"
+    torch.save({"w": torch.zeros(2)}, tmp_path / "model.pt")
+    with pytest.raises(SystemExit, match=r"model.pt 是一个 zip 文件 \(比如 checkpoint\), 不是文本"):
+        data.load_conversations(str(tmp_path / "model.pt"))
     if os.path.exists("/dev/zero"):  # 设备文件永远读不完: 以前在这里一直读下去
         with pytest.raises(SystemExit, match="/dev/zero 是设备文件"):
             data.load_conversations("/dev/zero")

@@ -305,18 +305,31 @@ def test_lora_flag_equals_adapter_path(world, monkeypatch, capsys):
     assert r.returncode == 1 and r.stderr.strip() == "错误: --json 是空的, 这里要一个文件路径 (例如 runs/results.json)"
 
 
-@pytest.mark.parametrize("case", ["missing_checkpoint", "not_a_checkpoint", "missing_data"])
+@pytest.mark.parametrize("case", ["missing_checkpoint", "not_a_checkpoint", "missing_data", "same_checkpoint_twice"])
 def test_cli_errors_are_one_line(world, case):
     root, _, _ = world
     (root / "notes.txt").write_text("这不是模型", encoding="utf-8")
     ckpt = {"missing_checkpoint": "nope.pt", "not_a_checkpoint": "notes.txt"}.get(case, "m0.pt")
     eval_path = "missing.jsonl" if case == "missing_data" else "sft_eval.jsonl"
-    r = run_cli(str(root / ckpt), "--data_path", str(root / eval_path), "--ppl_blocks", "0")
+    twice = [str(root / ckpt)] if case == "same_checkpoint_twice" else []  # 结果按路径存, 两次只会剩一列
+    r = run_cli(str(root / ckpt), *twice, "--data_path", str(root / eval_path), "--ppl_blocks", "0")
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("错误") and "Traceback" not in r.stderr
     if case == "missing_data":
         assert "python data.py --create_sample" in lines[0]
+    if case == "same_checkpoint_twice":
+        assert "给了两次" in lines[0]
+
+
+def test_max_new_tokens_over_the_window_says_so(world):
+    """--max_new_tokens 本身就超过窗口 (tiny 模型是 64) 时, 每条都放不下: 提醒里要说出是这个参数太大, 而不只是 "提示太长"。"""
+    root, _, _ = world
+    r = run_cli(str(root / "m0.pt"), "--data_path", str(root / "sft_eval.jsonl"), "--ppl_blocks", "0", "--limit", "2",
+                "--max_new_tokens", "64")
+    assert r.returncode == 0, r.stderr
+    assert "2 条的提示加上 --max_new_tokens 64 超过了模型的窗口 (max_seq_len=64)" in r.stdout
+    assert "本身就不小于窗口" in r.stdout
 
 
 @pytest.mark.parametrize("ppl", ["dir", "empty"])

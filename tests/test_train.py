@@ -279,6 +279,19 @@ def test_ctrl_c_while_importing_torch_is_one_line():
         assert lines[first_heavy].startswith("from cli import"), script
 
 
+def test_every_script_uses_the_shared_parser():
+    """每个脚本的 --help 都写出默认值 (学习者不用翻代码), 而且不接受缩写的参数名: argparse 默认会把 --r 8
+    (本想写 --lora_r 8) 当成 --resume, 报一个莫名其妙的 "unrecognized arguments: 8"。"""
+    for script in [*ENTRY_SCRIPTS, "sample_data.py", "tokenizer.py"]:
+        with open(script, encoding="utf-8") as f:
+            source = f.read()
+        assert "make_parser(" in source and "ArgumentParser(" not in source, script
+    help_text = subprocess.run([sys.executable, "train_lora.py", "--help"], capture_output=True, text=True).stdout
+    assert "(默认: 8)" in help_text and "(默认: 0.01)" in help_text  # --lora_r, --lr
+    r = subprocess.run([sys.executable, "train_lora.py", "--r", "8"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unrecognized arguments: --r 8" in r.stderr
+
+
 @pytest.mark.parametrize("cmd", [["data.py", "--show"], ["data.py", "--check", "data/sft_train.jsonl"],
                                  ["tokenizer.py", "--encode", "你好"], ["model.py"],
                                  ["bench.py", "--quick", "--device", "cpu", "--threads", "1"], ["experiments.py", "lora"],
@@ -637,6 +650,13 @@ def test_outputs_never_overwrite_inputs_or_finished_runs(base, tmp_path):
     ckpt.write_bytes((base / "checkpoints/base_model.pt").read_bytes())
     assert_one_line_error(run("evaluate.py", base, str(ckpt), "--json", str(ckpt), check=False), "--json")
     assert data_copy.read_bytes() == before and load_checkpoint(str(ckpt))["kind"] == "model"
+    # --init 给成了适配器 (又恰好是 train_lora.py 默认的 --out): 说它不是底座, 而不是 "--out 和 --init 是同一个文件"
+    adapter = tmp_path / "lora_adapter.pt"
+    save_checkpoint(str(adapter), {**load_checkpoint(str(ckpt)), "kind": "lora_adapter"})
+    adapter_bytes = adapter.read_bytes()
+    assert_one_line_error(run("train_lora.py", base, "--init", str(adapter), "--out", str(adapter), check=False),
+                          "是 'lora_adapter' 类型的 checkpoint, 这里需要 model")
+    assert adapter.read_bytes() == adapter_bytes
     (tmp_path / "y.log.csv").mkdir()
     assert_one_line_error(run("train_sft.py", base, "--out", str(tmp_path / "y.pt"), check=False), "y.log.csv' 是目录")
 
@@ -649,7 +669,10 @@ def test_outputs_never_overwrite_inputs_or_finished_runs(base, tmp_path):
                                     ({}, 9, "已经训练到第 9 步, 超过了这次的总步数 2")]:
         save_checkpoint(str(tmp_path / "s.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", "step": step, "history": [],
                                                         "model_state": weights, "optimizer": {}, "run_info": run_info})
-        assert_one_line_error(run("train_sft.py", base, "--resume", "--max_steps", "2", "--out", str(out), check=False), pattern)
+        r = run("train_sft.py", base, "--resume", "--max_steps", "2", "--out", str(out), check=False)
+        assert_one_line_error(r, pattern)
+        # "从头训练" 的办法要能照着做: 续训状态还在时新运行会被拒绝, 所以要先说删掉它
+        assert f"rm {tmp_path / 's.resume.pt'}" in r.stderr
     # 手改过的续训状态 (步数是字符串、没有训练历史): 一行, 不是 TypeError / KeyError 的 traceback
     for broken in ({"step": "5", "history": []}, {"step": 1}):
         save_checkpoint(str(tmp_path / "s.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", **broken,
