@@ -107,7 +107,7 @@ class Bot:
         stop_ids = set(tok.special_ids.values())
         # 增量解码器攒着不完整的 UTF-8 字节, 等下一个 token 补齐后再输出整个字符
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pieces, n, t0, stopped = [], 0, time.perf_counter(), False
+        pieces, n, t0, stopped, ended = [], 0, time.perf_counter(), False, False
         sys.stdout.write(prefix)
         sys.stdout.flush()
         try:
@@ -115,6 +115,7 @@ class Bot:
                                          eos_id=tok.eot_id, seed=args.seed):
                 n += 1
                 if i in stop_ids:
+                    ended = True
                     break
                 piece = decoder.decode(tok.decode_bytes([i]))
                 if piece:
@@ -137,6 +138,8 @@ class Bot:
         else:
             if stopped:
                 note("(已停止生成; 这半截回答留在历史里)")
+            elif not ended:  # 没说结束符就到了上限: 回答可能断在半句、甚至半个字上 (末尾的 "\ufffd")
+                note(f"(到了 {max_new} 个 token 的上限 (--max_new_tokens), 回答被截断了)")
             self.history.append({"role": "assistant", "content": answer})
         if args.verbose:
             dt = time.perf_counter() - t0

@@ -12,8 +12,8 @@
 不做什么:
   - 不请另一个大模型当裁判, 也不算 BLEU/ROUGE: 示例世界里每个问题都有一个确定的关键答案, "包含即对"
     就够了, 而且谁都看得懂为什么对、为什么错。代价是把一串数字全说一遍的回复也可能蒙对, 所以要同时看样例。
-  - 不做长短不一的批量生成: 只把提示一样长的题凑成一批 (model.greedy_batch, 不用 padding 和 attention mask),
-    回答和一题一题解码相同。CPU 上解码只用一个核, 所以给了几个 checkpoint 时, 每个 checkpoint 一个进程同时评估。
+  - 不做长短不一的批量生成: 只把提示一样长的题凑成一批 (model.greedy_batch, 不用 padding 和 attention mask)。
+    logits 的最后几位和一题一题解码时不同, 贪心选的 token 在我们量过的模型上都一样 (见 greedy_batch)。CPU 上解码只用一个核, 所以给了几个 checkpoint 时, 每个 checkpoint 一个进程同时评估。
   - 不同分词器下的困惑度不能直接比较 (每个 token 的含义不同); 本课所有模型共用 data/tokenizer.json。
 
 用法:
@@ -96,8 +96,8 @@ def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, prog
     """贪心回答每一条并打分。
 
     records: load_eval_records 的输出 (最后一条 assistant 消息是参考回复, 不会给模型看)。
-    提示一样长的记录凑成一批, 用 model.greedy_batch 一起解码 (最多 batch_size 条一批): 回答和一条一条
-    用 model.generate 贪心解码相同, 快好几倍。提示加回答放不进窗口的, 一条一条用 generate (它会滑动窗口)。
+    提示一样长的记录凑成一批, 用 model.greedy_batch 一起解码 (最多 batch_size 条一批), 比一条一条用 model.generate
+    快好几倍, 课程的模型上回答逐字相同 (浮点的细节见 greedy_batch)。提示加回答放不进窗口的, 一条一条用 generate (它会滑动窗口)。
     返回 {"overall", "categories": {类别: 准确率}, "stop_rate", "n", "too_long", "results": [每条的明细, 与 records 同序]}。
     """
     was_training, threads = model.training, torch.get_num_threads()
@@ -125,28 +125,30 @@ def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, prog
     bar = tqdm(total=len(records), desc=desc, disable=not progress, leave=False, position=position)
     # inference_mode 不记录计算图, 比 no_grad 更省; 整个循环只进入一次
     # 和 chat.py 一样, 任何特殊 token 都结束回答: 生成 <|user|> 是开始替用户说话了
-    with torch.inference_mode():
-        for idx in batches:
-            answers.update(zip(idx, model.greedy_batch([prompts[i] for i in idx], max_new_tokens, specials)))
-            bar.update(len(idx))
-        for i in groups.get(None, []):
-            ids, stop = [], None
-            for t in model.generate(prompts[i], max_new_tokens=max_new_tokens, temperature=0, eos_id=tokenizer.eot_id):
-                if t in specials:
-                    stop = t
-                    break
-                ids.append(t)
-            answers[i] = ids, stop
-            bar.update(1)
-    bar.close()
+    try:
+        with torch.inference_mode():
+            for idx in batches:
+                answers.update(zip(idx, model.greedy_batch([prompts[i] for i in idx], max_new_tokens, specials)))
+                bar.update(len(idx))
+            for i in groups.get(None, []):
+                ids, stop = [], None
+                for t in model.generate(prompts[i], max_new_tokens=max_new_tokens, temperature=0, eos_id=tokenizer.eot_id):
+                    if t in specials:
+                        stop = t
+                        break
+                    ids.append(t)
+                answers[i] = ids, stop
+                bar.update(1)
+    finally:  # 出错或 Ctrl-C 时也还原: 调用方手里的模型和线程数不受影响
+        bar.close()
+        model.train(was_training)
+        torch.set_num_threads(threads)
     results = []
     for i, rec in enumerate(records):
         reply, stop = tokenizer.decode(answers[i][0]), specials.get(answers[i][1])  # stop 是 None: 到了上限还没说完
         results.append({"category": rec["category"], "question": questions[i], "answer": rec["answer"],
                         "reply": reply, "stop": stop, "stopped": stop == "<|endoftext|>",  # 自己说了结束符才算停下
                         "correct": score(reply, rec["answer"])})
-    model.train(was_training)
-    torch.set_num_threads(threads)
 
     by_cat = {}
     for r in results:
@@ -264,7 +266,7 @@ def main():
     p.add_argument("--ppl_blocks", type=int, default=300, help="困惑度最多用多少段文字 (0 表示不算)")
     # 生成与输出
     p.add_argument("--max_new_tokens", type=int, default=64, help="每个回答最多生成多少 token; 到了还没说完就算 \"没有停下\"")
-    p.add_argument("--batch_size", type=int, default=64, help="提示一样长的题最多几条凑一批一起解码 (1 就是一题一题答; 回答相同, 只差速度)")
+    p.add_argument("--batch_size", type=int, default=64, help="提示一样长的题最多几条凑一批一起解码 (1 就是一题一题答; 课程的模型上回答逐字相同, 只差速度)")
     p.add_argument("--device", default="auto", help="auto (依次尝试 cuda、mps、cpu) / cuda / mps / cpu")
     p.add_argument("--samples", type=int, default=3, help="每个模型打印几条回答样例")
     p.add_argument("--json", help="把结果写成 JSON 文件 (准确率是 0~1 的小数)")

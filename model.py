@@ -328,9 +328,11 @@ class GPT(nn.Module):
     @torch.inference_mode()
     def greedy_batch(self, prompts, max_new_tokens, stop_ids):
         """评估用的批量贪心解码: prompts 是几条 **一样长** 的 token 列表, 一起 prefill, 之后每步一起生成一个 token。
+        先调用 model.eval()。
 
-        一样长, 就不用 padding 和 attention mask: 每一行的位置、KV cache 都和单独用 generate(temperature=0) 时相同,
-        回答也就相同 (矩阵乘多了几行, 浮点舍入在理论上可能不同; 课程的三个模型答 600 道评估题, 两种方式逐字一样)。
+        一样长, 就不用 padding 和 attention mask: 每一行的位置、KV cache 都和单独用 generate(temperature=0) 时相同。
+        但矩阵乘多了几行, 库会换一种算法, logits 的最后几位会不同 (CPU 上实测差 1e-7 到 1e-6); 只有两个候选几乎一样大时,
+        贪心才会因此选得不同。课程的三个模型答 600 道评估题, 两种方式逐字一样。
         batch 1 的逐 token 解码大部分时间花在每个算子的固定开销上, 一次算几十行几乎不多花时间。
         某一行说出 stop_ids 里的 token, 这一行就结束 (那个 token 不算回答), 其余行接着生成, 全部结束或到 max_new_tokens 为止。
         不滑动窗口: 提示加回答必须放得下 (len + max_new_tokens - 1 <= max_seq_len)。
@@ -339,8 +341,8 @@ class GPT(nn.Module):
         if not prompts:
             return []
         T = len(prompts[0])
-        if any(len(p) != T for p in prompts) or T + max_new_tokens - 1 > self.config.max_seq_len:
-            raise ValueError("greedy_batch 的提示要一样长, 而且加上回答放得进窗口")
+        if T == 0 or any(len(p) != T for p in prompts) or T + max_new_tokens - 1 > self.config.max_seq_len:
+            raise ValueError("greedy_batch 的提示要一样长 (至少一个 token), 而且加上回答放得进窗口")
         kv_cache = self.init_kv_cache(len(prompts))
         x = torch.tensor(prompts, device=self.embed_tokens.weight.device)  # (B, T), 第一步是整段提示
         replies, stops, start_pos = [[] for _ in prompts], [None] * len(prompts), 0

@@ -65,6 +65,7 @@ python evaluate.py checkpoints/base_model.pt checkpoints/sft_model.pt checkpoint
 
 echo "== 6. 同样的问题, 三个模型各自回答"
 for q in "你好，你是谁？" "深的反义词是什么？" "23加45等于多少？" "韦轩文出生在哪里？"; do
+  echo "问: $q"
   python chat.py --temperature 0 --max_new_tokens 40 --prompt "$q" \
     --compare checkpoints/base_model.pt checkpoints/sft_model.pt checkpoints/lora_adapter.pt
 done

@@ -323,6 +323,17 @@ def test_streaming_prints_only_whole_utf8_characters(files, monkeypatch):
     assert [w for w in out.writes if w] == ["你", "好", "\n"]
 
 
+def test_reply_cut_by_the_token_limit_gets_a_note(files, capsys):
+    """没说结束符就到了 --max_new_tokens: 回答可能断在半个字上 (末尾的 "\ufffd"), stderr 说明是被上限截断的;
+    说了结束符的回答没有这句说明。"""
+    tok = files["tokenizer"]
+    cut = list("你好".encode("utf-8"))[:4]  # 第二个字只出来了 1 个字节 (FakeModel 不管上限, 就当它是上限前的最后几个)
+    assert chat.Bot("fake", FakeModel(cut), tok).reply("hi", chat.parse_args(["--max_new_tokens", "4"])) == "你\ufffd"
+    assert "到了 4 个 token 的上限 (--max_new_tokens), 回答被截断了" in capsys.readouterr().err
+    chat.Bot("fake", FakeModel(tok.encode("你好") + [tok.eot_id]), tok).reply("hi", chat.parse_args(["--max_new_tokens", "9"]))
+    assert "上限" not in capsys.readouterr().err
+
+
 def test_empty_reply_gets_a_note_and_leaves_no_turn(files, capsys):
     """模型立刻生成结束符: stdout 仍是一行 (空的, 脚本照样一问一行), stderr 说明这次没有回答;
     这一问一答不进历史 —— 训练数据里没有空回答, 下一轮的提示里不该出现 "<|assistant|><|endoftext|>"。

@@ -186,20 +186,32 @@ def test_batches_of_equal_length_prompts_give_the_same_results(world):
     """真模型 (随机 tiny GPT): 一样长的提示凑成一批, 与一条一条解码结果相同, 而且按 records 的顺序返回。
     窗口放不下的 (这里把窗口调小) 改走 generate, 也照样和原来的顺序对上。"""
     _, tok, recs = world
+    recs = [recs[i] for i in (0, 3, 1, 4, 2, 5, 6)]  # 一样长的不相邻: 按长度分组的顺序和原来的顺序不同
     torch.manual_seed(0)
     model = GPT(get_config("tiny", vocab_size=tok.vocab_size, max_seq_len=128))
+    with torch.no_grad():  # 刚初始化的模型只会重复最后一个 token (这里是 <|assistant|>, 回答全空); 放大权重, 回答才各不相同
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
     prompts = [data.render_chat(r["conversations"][:-1], tok, add_generation_prompt=True)[0] for r in recs]
-    assert len({len(p) for p in prompts}) < len(prompts)  # 真有一样长的, 才测得到凑批
+    lengths = [len(p) for p in prompts]
+    assert len(set(lengths)) < len(prompts) and sorted(lengths) != lengths  # 真有一样长的, 而且不是按长度排好的
+
+    def replies_by_generate():  # 一条一条用 generate 贪心解码 (窗口放不下时它会滑动), 说出特殊 token 就结束
+        out = []
+        for p in prompts:
+            free = list(model.generate(p, 12, temperature=0))
+            out.append(tok.decode(free[:next((i for i, t in enumerate(free) if t in tok.special_ids.values()), len(free))]))
+        return out
     one_by_one = evaluate_model(model, tok, recs, max_new_tokens=12, progress=False, batch_size=1)["results"]
-    for r, p in zip(one_by_one, prompts):  # batch_size=1 也走 greedy_batch: 和 generate 对一遍, 顺序也对
-        free = list(model.generate(p, 12, temperature=0))
-        cut = next((i for i, t in enumerate(free) if t in tok.special_ids.values()), len(free))
-        assert r["reply"] == tok.decode(free[:cut])
+    assert [r["reply"] for r in one_by_one] == replies_by_generate()  # batch_size=1 也走 greedy_batch
+    assert len({r["reply"] for r in one_by_one}) == len(recs)  # 每条回答都不一样: 顺序错了看得出来
+    assert [r["question"] for r in one_by_one] == [r["conversations"][-2]["content"] for r in recs]
     batched = evaluate_model(model, tok, recs, max_new_tokens=12, progress=False)
     assert batched["results"] == one_by_one and batched["too_long"] == 0
-    model.config.max_seq_len = max(len(p) for p in prompts) + 8  # 最长的一条放不下 12 个新 token 了, 别的还放得下
+    model.config.max_seq_len = max(lengths) + 8  # 最长的一条放不下 12 个新 token 了 (改走 generate), 别的还放得下
     mixed = evaluate_model(model, tok, recs, max_new_tokens=12, progress=False)
-    assert 0 < mixed["too_long"] < len(recs) and mixed["results"] == one_by_one
+    assert mixed["too_long"] == lengths.count(max(lengths)) and [r["reply"] for r in mixed["results"]] == replies_by_generate()
 
 
 def test_random_model_perplexity_is_about_vocab_size(world):
