@@ -12,6 +12,17 @@ def make_model(**overrides):
     return GPT(get_config("tiny", **overrides)).eval()
 
 
+def make_lively_model(**overrides):
+    """生成测试用的模型: 刚初始化的 tiny 模型 (std 0.02) 贪心生成时只会重复提示的最后一个 token, 位置、缓存、窗口算错了
+    也看不出来。把矩阵放大到 std 0.3, 输出才取决于整段上下文。"""
+    model = make_model(**overrides)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    return model
+
+
 def random_ids(model, B=2, T=20, seed=1):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, model.config.vocab_size, (B, T), generator=g)
@@ -142,7 +153,7 @@ def greedy_by_full_forward(model, prompt, n):
 
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_greedy_generate_equals_argmax_and_is_deterministic(use_cache):
-    model = make_model()
+    model = make_lively_model()
     prompt = [5, 17, 42, 8]
     out = list(model.generate(prompt, max_new_tokens=12, temperature=0, use_cache=use_cache))
     assert out == greedy_by_full_forward(model, prompt, 12)
@@ -150,7 +161,7 @@ def test_greedy_generate_equals_argmax_and_is_deterministic(use_cache):
 
 
 def test_top_k_1_equals_greedy_and_seed_reproduces():
-    model = make_model()
+    model = make_lively_model()
     prompt = [3, 1, 4, 1, 5]
     greedy = list(model.generate(prompt, max_new_tokens=10, temperature=0))
     assert list(model.generate(prompt, max_new_tokens=10, temperature=1.0, top_k=1, seed=123)) == greedy
@@ -173,7 +184,7 @@ def test_top_p_keeps_the_shortest_prefix_that_reaches_it():
 
 
 def test_generate_stops_after_eos():
-    model = make_model()
+    model = make_lively_model()
     prompt = [9, 2, 6]
     free = list(model.generate(prompt, max_new_tokens=10, temperature=0))
     eos = free[3]
@@ -184,13 +195,7 @@ def test_generate_stops_after_eos():
 @pytest.mark.parametrize("n_kv_head", [4, 2])
 def test_greedy_batch_equals_generate_row_by_row(n_kv_head):
     """一样长的几条提示一起解码, 每一行和单独用 generate 贪心解码一样; 一行说出结束 token 就停, 别的行不受影响。"""
-    model = make_model(n_kv_head=n_kv_head)
-    # 刚初始化的 tiny 模型 (std 0.02) 只会重复提示的最后一个 token, 位置算错了也看不出来; 权重放大之后,
-    # 输出取决于整段上下文, 每一行、每一步都不一样
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.3)
+    model = make_lively_model(n_kv_head=n_kv_head)
     prompts = random_ids(model, B=5, T=7, seed=3).tolist()
     free = [list(model.generate(p, max_new_tokens=12, temperature=0)) for p in prompts]
     assert len({t for f in free for t in f}) > 12 and len({tuple(f) for f in free}) == 5  # 测试本身有区分力
@@ -210,7 +215,7 @@ def test_greedy_batch_equals_generate_row_by_row(n_kv_head):
 
 def test_generate_past_max_seq_len_cache_equals_no_cache():
     # 提示 + 生成超过 max_seq_len (64): 两条路径按同样的规则截断窗口, 输出应一致
-    model = make_model()
+    model = make_lively_model()
     prompt = random_ids(model, B=1, T=80)[0].tolist()
     with_cache = list(model.generate(prompt, max_new_tokens=60, temperature=0, use_cache=True))
     without = list(model.generate(prompt, max_new_tokens=60, temperature=0, use_cache=False))
@@ -219,7 +224,7 @@ def test_generate_past_max_seq_len_cache_equals_no_cache():
 
 def test_generate_with_a_one_token_window():
     # max_seq_len=1: 窗口满了只留最后 1 个 token (L // 2 是 0, 曾经切出整个列表, 下一步就超长报错)
-    model = make_model(max_seq_len=1)
+    model = make_lively_model(max_seq_len=1)
     with_cache = list(model.generate([3, 4], max_new_tokens=5, temperature=0, use_cache=True))
     assert len(with_cache) == 5 and with_cache == list(model.generate([3, 4], max_new_tokens=5, temperature=0, use_cache=False))
 
