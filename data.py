@@ -145,7 +145,7 @@ def normalize_record(rec):
     if not messages:
         raise ValueError("空对话")
     if not any(m["role"] == "assistant" for m in messages):
-        raise ValueError("没有 assistant 回复, 无可训练内容")
+        raise ValueError("没有 assistant 回复 (训练时没有要学的内容; 评估集里就是缺了参考回复)")
     return messages
 
 

@@ -68,6 +68,8 @@ def check_train_args(args):
     """训练参数的范围: 不合法时开训之前一行说明, 而不是训练中途的 ZeroDivisionError 或 torch 的内部报错。"""
     bad = below_minimum(args, {"batch_size": 1, "grad_accum": 1, "eval_interval": 1, "eval_batches": 1, "save_interval": 1,
                                "warmup_steps": 0, "grad_clip": 0})
+    if getattr(args, "max_length", 1) < 1:  # SFT/LoRA 的 --max_length (预训练没有): 否则要读完数据才说 "调大 --max_length"
+        bad.append(f"--max_length 必须 >= 1, 收到 {args.max_length}")
     if args.max_steps is not None and args.max_steps < 1:
         bad.append(f"--max_steps 必须 >= 1, 收到 {args.max_steps}")
     if not 0 < args.epochs < math.inf:

@@ -600,6 +600,8 @@ def test_script_errors(base, tmp_path):
     assert_one_line_error(run("train_lora.py", base, "--lora_alpha", "nan", check=False), "LoRA 设置不合法")
     assert_one_line_error(run("data.py", base, "--check", "data/sft_train.jsonl", "--max_length", "0", check=False),
                           "--max_length 必须 >= 1")
+    # 训练脚本也一样 (以前读完数据才说 "没有能放进 --max_length 0 的对话。调大 --max_length")
+    assert_one_line_error(run("train_lora.py", base, "--max_length", "0", check=False), "--max_length 必须 >= 1, 收到 0")
     if not torch.cuda.is_available():
         # 设备在读数据、建模型之前就查: 数据路径也写错时, 先说的是 CUDA
         assert_one_line_error(run("train_sft.py", base, "--device", "cuda", "--data_path", "nope.jsonl", check=False), "CUDA")
@@ -903,6 +905,13 @@ def test_pretrain_empty_eval_text_is_one_line(base, tmp_path):
     (tmp_path / "empty.txt").write_text("\n\n", encoding="utf-8")
     assert_one_line_error(run("pretrain.py", base, "--eval_path", str(tmp_path / "empty.txt"), "--max_steps", "1",
                               "--out", str(tmp_path / "b.pt"), check=False), "里没有文字。检查 --eval_path")
+
+
+def test_pretrain_on_json_data_warns(base, tmp_path):
+    """把 SFT 的 .jsonl 当预训练文本: 照常训练 (一行一段文字), 但提醒一句, 不然学习者只会奇怪底座为什么满嘴引号和括号。"""
+    r = run("pretrain.py", base, "--data_path", "data/sft_train.jsonl", "--preset", "tiny", "--max_steps", "1",
+            "--out", str(tmp_path / "b.pt"))
+    assert "data/sft_train.jsonl 看起来是 JSON 数据" in r.stderr and (tmp_path / "b.pt").exists()
 
 
 def test_pretrain_does_not_overwrite_user_data(tmp_path):
