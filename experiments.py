@@ -33,6 +33,7 @@ from collections import Counter
 
 from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 from checkpoint import load_checkpoint
+from sample_data import ARITH_OPS
 
 RUNS = "runs"
 BASE = "checkpoints/base_model.pt"
@@ -747,7 +748,7 @@ def exp_phrasing(fresh):
 
 
 # 说出来的算式: 回复里是 "45减37等于8" / "45 minus 37 equals 8", 预训练文本里还有 "52减去16得36"、"47+19=66"
-EQUATION_RE = re.compile(r"(\d+)\s*(加上|加|减去|减|plus|minus|\+|-)\s*(\d+)\s*(?:等于|equals|=|得|是)\s*(\d+)")
+EQUATION_RE = re.compile(rf"(\d+)\s*({ARITH_OPS})\s*(\d+)\s*(?:等于|equals|=|得|是)\s*(\d+)")
 SIGN = {"加上": "+", "加": "+", "plus": "+", "+": "+", "减去": "-", "减": "-", "minus": "-", "-": "-"}
 
 
