@@ -77,7 +77,7 @@ def check_output_path(path, flag="--out", inputs=(), kinds=None, ours=None):
         raise SystemExit(f"错误: {flag} {path} 要以 {suffix} 结尾。例如 {os.path.splitext(path)[0] + suffix}")
     if kinds and path.endswith(".resume.pt"):  # 这是训练旁边的续训状态的名字, 下一次训练会把它当成没训练完的运行
         raise SystemExit(f"错误: {flag} {path}: 以 .resume.pt 结尾的名字留给续训状态。换一个名字, 例如 {path[:-10]}.pt")
-    if os.path.isfile(path) and (kinds or ours):
+    if os.path.isfile(path) and os.path.getsize(path) > 0 and (kinds or ours):  # 空文件 (比如 touch 出来的) 里没有可丢的东西
         if kinds:
             kind = checkpoint_kind(path)
             ok = kind in kinds
@@ -110,6 +110,8 @@ def load_checkpoint(path, kinds=None, map_location="cpu"):
     """加载并校验; 任何问题都变成一行能照着做的错误信息。kinds: 允许的 kind 列表。"""
     if os.path.isdir(path):  # 常见的手误: --checkpoint checkpoints
         raise SystemExit(f"错误: {path} 是目录, 不是 checkpoint 文件。写出文件名, 例如 {os.path.join(path, 'sft_model.pt')}")
+    if os.path.exists(path) and not os.path.isfile(path):  # /dev/null、管道之类: 存在, 只是不是文件
+        raise SystemExit(f"错误: {path} 不是普通文件, 不是 checkpoint。写出 checkpoint 文件的路径, 例如 checkpoints/sft_model.pt")
     if not os.path.isfile(path):
         raise SystemExit(f"错误: 找不到 checkpoint {path}。先训练出它 (例如 python train_sft.py), 或检查路径")
     try:

@@ -708,6 +708,12 @@ def test_out_replaces_only_the_same_kind_of_result(base, tmp_path):
     assert_one_line_error(run("train_sft.py", base, "--max_steps", "1", "--out", str(tmp_path / "notes.pt"), check=False),
                           "不是本课程的 checkpoint")
     assert {p: p.read_bytes() for p in files} == files and not list(tmp_path.glob("*.log.csv*"))
+    # 空文件 (touch 出来的) 里没有可丢的东西: 可以写进去; /dev/null 当 checkpoint 读: 说它不是普通文件, 而不是 "找不到"
+    (tmp_path / "empty.json").touch()
+    run("bench.py", base, "--quick", "--device", "cpu", "--threads", "1", "--json", str(tmp_path / "empty.json"))
+    assert json.loads((tmp_path / "empty.json").read_text())["train"]
+    if os.path.exists("/dev/null"):
+        assert_one_line_error(run("evaluate.py", base, "/dev/null", check=False), "/dev/null 不是普通文件")
 
 
 def test_check_output_path_accepts_its_own_earlier_result(tmp_path):
