@@ -403,7 +403,10 @@ def show(path, index, tokenizer, max_length):
     n_train = sum(trained)
     print(f"\n共 {len(ids)} 个 token: 训练 {n_train}, 掩码 (label=-100) {len(ids) - n_train}")
     if len(ids) > max_length:
-        print(f"注意: 超过 --max_length {max_length}, 训练时会整轮丢弃对话 (先丢最旧的一轮, 见 encode_chat)")
+        kept = encode_chat(messages, tokenizer, max_length)
+        print(f"注意: 超过 --max_length {max_length}, " + (
+            f"训练时整轮丢弃对话, 剩下 {len(kept[0])} 个 token (丢哪几轮见 encode_chat)" if kept else
+            "连一轮带回答的对话也放不下, 训练时这一条整条丢掉"))
 
 
 def check(path, tokenizer, max_length, strict):

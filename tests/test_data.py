@@ -98,6 +98,17 @@ def test_truncation_keeps_early_turns_when_the_last_one_is_too_long(tok):
     assert trained_ids(input_ids, labels) == expected_trained(tok, first_turn)
 
 
+def test_show_says_what_truncation_will_keep(tok, tmp_path, capsys):
+    """data.py --show 超长时: 说出截断后还剩多少 token; 一轮也放不下时说整条丢掉 (而不是 "会整轮丢弃")。"""
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"conversations": MULTI}, ensure_ascii=False) + "\n", encoding="utf-8")
+    full, last = len(render_chat(MULTI, tok)[0]), len(encode_chat(MULTI, tok, len(render_chat(MULTI, tok)[0]) - 1)[0])
+    data.show(str(path), 0, tok, full - 1)
+    assert f"剩下 {last} 个 token" in capsys.readouterr().out
+    data.show(str(path), 0, tok, 5)
+    assert "训练时这一条整条丢掉" in capsys.readouterr().out
+
+
 def test_dataset_drops_and_counts(tok):
     ds = SFTDataset([SINGLE, MULTI, [{"role": "user", "content": "长" * 300}, {"role": "assistant", "content": "好"}]],
                     tok, max_length=64)
