@@ -394,12 +394,15 @@ def show(path, index, tokenizer, max_length):
     for i in range(1, len(ids) + 1):
         if i == len(ids) or trained[i] != trained[start]:
             text = tokenizer.decode(ids[start:i])
-            if trained[start]:
-                text = f"\033[42;30m{text}\033[0m" if color else f"[{text}]"
+            if trained[start]:  # 训练的一段是一个回答, 结束符在它最后: 换行放在方括号 (颜色) 之后
+                body = text.removesuffix("<|endoftext|>")
+                text = (f"\033[42;30m{text}\033[0m" if color else f"[{text}]") + ("\n" if body != text else "")
+            else:  # 每一轮的结束符后面换行, 一轮一行
+                text = text.replace("<|endoftext|>", "<|endoftext|>\n")
             out.append(text)
             start = i
     print(f"{path} 第 {index} 条 ({'绿色' if color else '方括号内'}的 token 参与训练):\n")
-    print("".join(out).replace("<|endoftext|>", "<|endoftext|>\n").rstrip("\n"))
+    print("".join(out).rstrip("\n"))
     n_train = sum(trained)
     print(f"\n共 {len(ids)} 个 token: 训练 {n_train}, 掩码 (label=-100) {len(ids) - n_train}")
     if len(ids) > max_length:

@@ -51,8 +51,7 @@ def main():
     # 1. 底座与数据
     model, tokenizer = load_start(args, allow_scratch=False)
     fingerprint = base_fingerprint(model)  # 在套 LoRA 之前记下底座的指纹
-    max_length = min(args.max_length, model.config.max_seq_len)
-    train_set, eval_set = load_sft_data(args, tokenizer, max_length)
+    train_set, eval_set = load_sft_data(args, tokenizer, model.config.max_seq_len)
 
     # 2. 套上 LoRA: 只有 lora_A / lora_B 可训练
     torch.manual_seed(args.seed)  # lora_A 的随机初始值也由 --seed 决定: 同样的命令, 同样的适配器

@@ -32,7 +32,7 @@ def add_sft_args(p):
     g.add_argument("--eval_path", default=data.EVAL_PATH, help="验证数据 (训练中定期算 loss)")
     g.add_argument("--init", default="checkpoints/base_model.pt", help="起点权重: 底座 checkpoint 路径, 或 scratch (随机初始化)")
     g.add_argument("--preset", default="default", help="--init scratch 时的模型大小: tiny / default / gpu")
-    g.add_argument("--max_length", type=int, default=256, help="一条样本最多多少 token (超长时整轮丢弃最旧的对话)")
+    g.add_argument("--max_length", type=int, default=256, help="一条样本最多多少 token (超长时整轮丢弃对话, 见 data.encode_chat; 不超过模型的窗口)")
     g.add_argument("--no_mask", action="store_true", help="消融实验: 所有 token 都算 loss (不只 assistant 的回复)")
     g.add_argument("--strict", action="store_true", help="数据里有坏记录就报错退出 (默认跳过并报告)")
     return g
@@ -53,8 +53,11 @@ def load_start(args, allow_scratch=True):
     return build_model(ckpt, args.init)
 
 
-def load_sft_data(args, tokenizer, max_length):
-    """训练集与验证集。坏记录由 data.py 报告后跳过。"""
+def load_sft_data(args, tokenizer, max_seq_len):
+    """训练集与验证集。坏记录由 data.py 报告后跳过。一条样本最长 --max_length, 但不超过模型的窗口 max_seq_len。"""
+    max_length = min(args.max_length, max_seq_len)
+    if args.max_length > max_seq_len:  # 说一声: 不然学习者以为超过 256 的对话也整条训练了
+        print(f"注意: --max_length {args.max_length} 大于模型的窗口 {max_seq_len}, 按 {max_seq_len} 截断")
     eval_path = data.eval_file(args.eval_path, data.EVAL_PATH)
     train_set = data.SFTDataset(data.load_conversations(args.data_path, strict=args.strict), tokenizer, max_length, args.no_mask)
     eval_set = None
@@ -79,8 +82,7 @@ def main():
 
     # 1. 起点与数据
     model, tokenizer = load_start(args)
-    max_length = min(args.max_length, model.config.max_seq_len)
-    train_set, eval_set = load_sft_data(args, tokenizer, max_length)
+    train_set, eval_set = load_sft_data(args, tokenizer, model.config.max_seq_len)
     print(f"模型 {model.num_params() / 1e6:.2f}M 参数, 全部参与训练 (起点: {args.init})")
 
     # 2. 训练 (起点的指纹记进续训状态: --resume 时若 --init 换成了别的模型就拒绝, 续训会接着用旧起点的权重)

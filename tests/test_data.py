@@ -106,7 +106,10 @@ def test_show_says_what_truncation_will_keep(tok, tmp_path, capsys):
     data.show(str(path), 0, tok, full - 1)
     assert f"剩下 {last} 个 token" in capsys.readouterr().out
     data.show(str(path), 0, tok, 5)
-    assert "训练时这一条整条丢掉" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "训练时这一条整条丢掉" in out
+    # 一轮一行; 训练的部分 (回答和它的结束符) 在方括号里, 换行在方括号之后
+    assert "<|assistant|>[5<|endoftext|>]\n<|user|>再加1呢？<|endoftext|>\n<|assistant|>[6<|endoftext|>]\n" in out
 
 
 def test_dataset_drops_and_counts(tok):

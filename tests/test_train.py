@@ -552,8 +552,11 @@ def test_train_sft_end_to_end(base):
 
 def test_train_sft_scratch_and_no_mask(base, tmp_path):
     run("train_sft.py", base, *TINY, "--init", "scratch", "--max_steps", "3", "--out", str(tmp_path / "s.pt"))
-    run("train_sft.py", base, "--device", "cpu", "--no_mask", "--max_steps", "3", "--out", str(tmp_path / "n.pt"))
+    r = run("train_sft.py", base, "--device", "cpu", "--no_mask", "--max_steps", "3", "--out", str(tmp_path / "n.pt"),
+            "--max_length", "100000")
     assert load_checkpoint(str(tmp_path / "n.pt"))["args"]["no_mask"] is True
+    window = load_checkpoint(str(base / "checkpoints/base_model.pt"))["model_config"]["max_seq_len"]
+    assert f"--max_length 100000 大于模型的窗口 {window}, 按 {window} 截断" in r.stdout  # 不悄悄改
 
 
 def test_train_lora_end_to_end(base, tmp_path):
