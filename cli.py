@@ -49,11 +49,12 @@ def run_main(main):
 
 
 class _HelpFormatter(argparse.HelpFormatter):
-    """--help 的每一行后面写出默认值 (帮助文字里已经说了默认是什么的, 以及默认是 None/False 的开关, 不重复)。"""
+    """--help 的每一行后面写出默认值 (帮助文字里已经说了默认是什么的, 以及默认是 "没有" 的 (None、False 开关、空列表), 不写)。"""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and "默认" not in text:
+        nothing = action.default is None or action.default is False or action.default == [] or action.default == argparse.SUPPRESS
+        if action.option_strings and not nothing and "默认" not in text:  # 用 is 比: 0 == False, 默认 0 也要写出来
             text += " (默认: %(default)s)"
         return text
 

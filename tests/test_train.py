@@ -288,6 +288,9 @@ def test_every_script_uses_the_shared_parser():
         assert "make_parser(" in source and "ArgumentParser(" not in source, script
     help_text = subprocess.run([sys.executable, "train_lora.py", "--help"], capture_output=True, text=True).stdout
     assert "(默认: 8)" in help_text and "(默认: 0.01)" in help_text  # --lora_r, --lr
+    # 默认 0 也写出来 (0 == False, 不能拿 "in (None, False)" 判断); 默认是空列表的不写
+    assert "(从 0 开始) (默认: 0)" in subprocess.run([sys.executable, "data.py", "--help"], capture_output=True, text=True).stdout
+    assert "(默认: [])" not in subprocess.run([sys.executable, "chat.py", "--help"], capture_output=True, text=True).stdout
     r = subprocess.run([sys.executable, "train_lora.py", "--r", "8"], capture_output=True, text=True)
     assert r.returncode == 2 and "unrecognized arguments: --r 8" in r.stderr
 
