@@ -10,7 +10,8 @@
 
 用法:
     python train_lora.py --device cuda --epochs 3 --lora_r 8
-    python train_lora.py --target_modules all-linear --lora_r 16 --merge
+    python train_lora.py --target_modules all-linear --lr 3e-3 --out checkpoints/lora_all_adapter.pt --merge
+        # all-linear 可训练参数多, 学习率要小些 (README 7.3); 另起 --out, 不盖掉课程的 q,v 适配器
 """
 import os
 
