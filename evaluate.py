@@ -98,7 +98,7 @@ def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, prog
     records: load_eval_records 的输出 (最后一条 assistant 消息是参考回复, 不会给模型看)。
     提示一样长的记录凑成一批, 用 model.greedy_batch 一起解码 (最多 batch_size 条一批), 比一条一条用 model.generate
     快好几倍, 课程的模型上回答逐字相同 (浮点的细节见 greedy_batch)。提示加回答放不进窗口的, 一条一条用 generate (它会滑动窗口)。
-    返回 {"overall", "categories": {类别: 准确率}, "stop_rate", "n", "too_long", "results": [每条的明细, 与 records 同序]}。
+    返回 {"overall", "categories": {类别: 准确率}, "stop_rate", "n", "too_long", "max_seq_len", "results": [每条的明细, 与 records 同序]}。
     """
     was_training, threads = model.training, torch.get_num_threads()
     model.eval()  # 关掉 dropout: 评估必须是确定的
