@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import re
 import signal
+import stat
 import sys
 import threading
 import time
@@ -295,6 +296,8 @@ def main():
     if args.ppl_blocks:
         if not os.path.exists(args.ppl_path):
             raise SystemExit(f"错误: 找不到 {args.ppl_path}。先运行 python data.py --create_sample, 或用 --ppl_blocks 0 跳过困惑度")
+        if stat.S_ISFIFO(os.stat(args.ppl_path).st_mode):  # 如 <(cat f): 这里查一遍、每个评估进程再各读一遍, 管道只读得出一次
+            raise SystemExit(f"错误: --ppl_path {args.ppl_path} 是管道, 只能读一次, 而每个 checkpoint 都要读它。先存成文件再用")
         if not data.read_text(args.ppl_path).strip():  # 目录、不是 UTF-8、空文件: 现在就说, 不等准确率评完
             raise SystemExit(f"错误: {args.ppl_path} 里没有文字, 算不了困惑度。换一个 --ppl_path, 或用 --ppl_blocks 0 跳过")
     device = pick_device(args.device)

@@ -344,16 +344,21 @@ def test_max_new_tokens_over_the_window_says_so(world):
     assert "本身就不小于窗口" in r.stdout
 
 
-@pytest.mark.parametrize("ppl", ["dir", "empty"])
+@pytest.mark.parametrize("ppl", ["dir", "empty", "fifo"])
 def test_bad_ppl_path_is_reported_before_evaluating(world, ppl):
-    """--ppl_path 是目录或空文件: 开始评估之前一行报错 (而不是评完准确率才发现)。"""
+    """--ppl_path 是目录、空文件或管道: 开始评估之前一行报错 (而不是评完准确率才发现; 管道以前会一直等下去)。"""
     root, _, _ = world
     (root / "empty.txt").write_text("\n\n", encoding="utf-8")
-    path = root if ppl == "dir" else root / "empty.txt"
+    if ppl == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("这个系统没有命名管道")
+        if not (root / "ppl.fifo").exists():
+            os.mkfifo(root / "ppl.fifo")
+    path = {"dir": root, "empty": root / "empty.txt", "fifo": root / "ppl.fifo"}[ppl]
     r = run_cli(str(root / "m0.pt"), "--data_path", str(root / "sft_eval.jsonl"), "--ppl_path", str(path))
     lines = r.stderr.strip().splitlines()
     assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("错误") and "评估集" not in r.stdout
-    assert ("读不了" if ppl == "dir" else "没有文字") in lines[0]
+    assert {"dir": "读不了", "empty": "没有文字", "fifo": "是管道, 只能读一次"}[ppl] in lines[0]
 
 
 def test_error_sources_counts_arithmetic_across_categories():
