@@ -395,8 +395,8 @@ def show(path, index, tokenizer, max_length):
         if i == len(ids) or trained[i] != trained[start]:
             text = tokenizer.decode(ids[start:i])
             if trained[start]:  # 训练的一段是一个回答, 结束符在它最后: 换行放在方括号 (颜色) 之后
-                body = text.removesuffix("<|endoftext|>")
-                text = (f"\033[42;30m{text}\033[0m" if color else f"[{text}]") + ("\n" if body != text else "")
+                newline = "\n" if text.endswith("<|endoftext|>") else ""
+                text = (f"\033[42;30m{text}\033[0m" if color else f"[{text}]") + newline
             else:  # 每一轮的结束符后面换行, 一轮一行
                 text = text.replace("<|endoftext|>", "<|endoftext|>\n")
             out.append(text)

@@ -352,10 +352,12 @@ class GPT(nn.Module):
             start_pos += x.size(1)
             x = self.lm_head(h[:, -1]).argmax(dim=-1, keepdim=True)  # (B, 1): 每行下一个 token, 也是下一步的输入
             for i, t in enumerate(x[:, 0].tolist()):  # 每步唯一的一次同步
-                if i in live and t in stop_ids:
+                if i not in live:  # 这一行早就结束了, 它后面生成的不要
+                    continue
+                if t in stop_ids:
                     stops[i] = t
                     live.discard(i)
-                elif i in live:
+                else:
                     replies[i].append(t)
             if not live:
                 break
