@@ -110,10 +110,10 @@ def load_checkpoint(path, kinds=None, map_location="cpu"):
     """加载并校验; 任何问题都变成一行能照着做的错误信息。kinds: 允许的 kind 列表。"""
     if os.path.isdir(path):  # 常见的手误: --checkpoint checkpoints
         raise SystemExit(f"错误: {path} 是目录, 不是 checkpoint 文件。写出文件名, 例如 {os.path.join(path, 'sft_model.pt')}")
-    if os.path.exists(path) and not os.path.isfile(path):  # /dev/null、管道之类: 存在, 只是不是文件
-        raise SystemExit(f"错误: {path} 不是普通文件, 不是 checkpoint。写出 checkpoint 文件的路径, 例如 checkpoints/sft_model.pt")
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise SystemExit(f"错误: 找不到 checkpoint {path}。先训练出它 (例如 python train_sft.py), 或检查路径")
+    if not os.path.isfile(path):  # /dev/null、管道之类: 存在, 只是不是文件
+        raise SystemExit(f"错误: {path} 不是普通文件, 不是 checkpoint。写出 checkpoint 文件的路径, 例如 checkpoints/sft_model.pt")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

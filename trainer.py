@@ -273,18 +273,18 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
             raise SystemExit(f"错误: 找不到续训状态 {resume_path}。去掉 --resume 从头训练, 或检查 --out")
         state = load_checkpoint(resume_path, kinds=("resume",))
         # 新运行不许盖掉没训练完的续训状态 (见上), 所以 "从头训练" 要先删掉它
-        fresh = f"或删掉它 (rm {resume_path}) 再去掉 --resume 从头训练"
+        fresh = f"删掉它 (rm {resume_path}) 再去掉 --resume 从头训练"
         if not isinstance(state.get("step"), int) or not isinstance(state.get("history"), list):  # 手改过或别的程序写的
-            raise SystemExit(f"错误: {resume_path} 不是完整的续训状态 (缺少步数或训练历史)。" + fresh.removeprefix("或"))
+            raise SystemExit(f"错误: {resume_path} 不是完整的续训状态 (缺少步数或训练历史)。" + fresh)
         if state["step"] > total_steps:  # 否则一步不训, 直接把续训状态里的权重存成最终模型 (盖掉 --out 原有的文件)
             raise SystemExit(f"错误: {resume_path} 已经训练到第 {state['step']} 步, 超过了这次的总步数 {total_steps}。"
-                             "用当初的 --epochs / --max_steps 续训, " + fresh)
+                             "用当初的 --epochs / --max_steps 续训, 或" + fresh)
         saved = state.get("run_info") or {}  # 旧版本写的续训状态没记的项不查
         changed = [describe_change(k, saved[k], v) for k, v in run_info.items() if k in saved and saved[k] != v]
         if changed:
             raise SystemExit(f"错误: {resume_path} 和这次的设置对不上 ({'; '.join(changed)})。用当初的参数续训 "
                              f"(同一个 --init、--seed、--batch_size、--grad_accum、进程数、--weight_decay、"
-                             f"训练数据 (--data_path、--max_length、--no_mask); 预训练还有模型大小和 --tokenizer, LoRA 还有 --lora_r 等), "
+                             f"训练数据 (--data_path、--max_length、--no_mask); 预训练还有模型大小和 --tokenizer, LoRA 还有 --lora_r 等), 或"
                              + fresh)
         try:
             raw_model.load_state_dict(state["model_state"])
@@ -295,7 +295,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
             optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise SystemExit(f"错误: {resume_path} 与现在的模型对不上 (是另一个脚本或另一种模型形状留下的: {type(e).__name__})。"
-                             "用训练它时的命令续训, " + fresh) from None
+                             "用训练它时的命令续训, 或" + fresh) from None
         if scaler and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         step, history = state["step"], state["history"]
