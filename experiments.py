@@ -816,7 +816,7 @@ def leaked_items(records, conversations):
 def exp_strict(fresh):
     """evaluate.py 的打分有多宽? 课程的三个模型 (底座、全参数 SFT、LoRA r=8 q,v) 各答一遍评估集, 同一批回答用两种规则打分:
     evaluate.score (宽松: 答案关键串在回答里就算对) 和 "宽松 + strict_miss 的几样都做到"。
-    再数一数评估集里有几道题连问带答原样出现在 SFT 训练数据里 (留出得不干净的题), 以及模型在它们上的得分。"""
+    再数一数评估集里有几道题连问带答原样出现在 SFT 训练数据里 (留出得不干净的题; 示例数据里应该是 0 道)。"""
     from checkpoint import load_model
     from data import EVAL_PATH, TRAIN_PATH, load_conversations, read_text
     from evaluate import evaluate_model, load_eval_records
@@ -840,13 +840,11 @@ def exp_strict(fresh):
         for rule, marks in (("宽松 (evaluate.py)", [r["correct"] for r in results]), ("严格", strict)):
             by_cat = [pct(sum(m for m, rec in zip(marks, records) if rec["category"] == c)
                           / sum(rec["category"] == c for rec in records)) for c in cats]
-            rows.append([label, rule, pct(sum(marks) / len(marks))] + by_cat
-                        + [f"{sum(marks[i] for i in leaked)} / {len(leaked)}"])
+            rows.append([label, rule, pct(sum(marks) / len(marks))] + by_cat)
         raw[label] = {"lenient": [r["correct"] for r in results], "strict": strict, "misses": misses[label]}
-    md = table(["模型", "打分", "总体", *cats, "连问带答出现在训练数据里的题"], rows)
+    md = table(["模型", "打分", "总体", *cats], rows)
     md += "\n\n" + table(["宽松算对、严格不算的原因", *models],
                           [[why] + [misses[m].get(why, 0) for m in models] for why in ("标记", "算式", "人名", "内容")])
-    by_cat = Counter(records[i]["category"] for i in leaked)
     # 加减互逆: 评估问 "45减37", 训练里有 "45减8等于37", 答案就等于说过了。7.1 的留出只避开了同一对操作数 (和交换律), 没有避开逆运算
     said = {eq for text in [m["content"] for c in conversations for m in c] + read_text(PRETRAIN_TEXT).split("\n")
             for eq in equations(text)}
@@ -858,7 +856,9 @@ def exp_strict(fresh):
             inverse += bool(said & ({(c, "-", a, b), (c, "-", b, a)} if op == "+" else {(b, "+", c, a), (c, "+", b, a), (a, "-", c, b)}))
     raw["arithmetic_inverse_seen"] = inverse
     md += f"\n\n`arithmetic` 的 {sum(r['category'] == 'arithmetic' for r in records)} 道里, 逆运算 (如问 45减37, 训练里有 45减8等于37) 出现在 SFT 数据或预训练文本里的: {inverse} 道"
-    md += f"\n\n本该留出的几类 ({', '.join(HELD_OUT)}) 里, 连问带答原样出现在 SFT 训练数据里的评估题 (回答去掉 system prompt 要求的标记): {len(leaked)} 道 ({', '.join(f'{c} {n}' for c, n in by_cat.items())})"
+    md += f"\n\n本该留出的几类 ({', '.join(HELD_OUT)}) 里, 连问带答原样出现在 SFT 训练数据里的评估题 (回答去掉 system prompt 要求的标记): {len(leaked)} 道"
+    if leaked:  # 生成器保证没有 (tests/test_sample_data.py); 自己的数据可能有
+        md += " (" + ", ".join(f"{c} {n}" for c, n in Counter(records[i]["category"] for i in leaked).items()) + ")"
     return md, raw
 
 

@@ -347,12 +347,14 @@ class World:
         self.makers = {"arithmetic": self.make_arithmetic, "multi_turn": self.make_multi_turn,
                        "system_prompt": self.make_system_prompt, "greeting": self.make_greeting}
         rng = _rng(seed, "pools")
+        self.held_qa = set()  # 评测那一份的 (问, 答): 别的训练题 (zh_question) 也要避开
         # 身份和文字任务的问法有限: 先整体打乱, 切出一份只给评测, 训练只从剩下的里抽 (可重复)
         for cat, pool in (("identity", identity_pool()), ("text_task", text_task_pool())):
             keyed = [x for x in pool if x[1]]
             rng.shuffle(keyed)
             train_part = keyed[EVAL_COUNTS[cat]:] + [x for x in pool if not x[1]]
             self.makers[cat] = _pool_maker(keyed[:EVAL_COUNTS[cat]], train_part)
+            self.held_qa |= {(conv[-2]["content"], conv[-1]["content"]) for conv, _ in keyed[:EVAL_COUNTS[cat]]}
             if cat == "identity":  # 放在别的对话前面的问候轮: 只用训练那一半里的问候, 评测用的问候语一句也不漏进训练
                 self.greeting_turns = {lang: [conv for conv, _ in train_part if conv[-1]["content"] == g[2]]
                                        for lang, g in zip(("zh", "en"), GREETINGS)}
@@ -417,18 +419,27 @@ class World:
         return template.format(n=person["name"]), ATTRS[attr]["answer"].format(n=person["name"], v=v), v
 
     def zh_question(self, rng, split):
-        """随便一道普通的中文问答, 给 "好的，" 和 "喵" 这两种系统提示套用。"""
+        """随便一道普通的中文问答, 给 "好的，" 和 "喵" 这两种系统提示套用。
+
+        身份问答和反义词的问法有限, 评测那一份 (self.held_qa) 不能进训练: 前面多一句系统提示、回答多一个 "好的，",
+        问答本身还是那一对。抽到了就顺延到表里的下一个, 不多用随机数, 别的训练对话一条都不变。"""
         kind = rng.randrange(4)
-        if kind == 0:
-            qs, reply, _ = ID_ITEMS[rng.randrange(2)]
-            return rng.choice(qs), reply
         if kind == 1:
             return self.arithmetic(rng, split, lang="zh")[:2]
         if kind == 2:
             attr = rng.choice(list(ATTRS))
             return self.knowledge(rng.choice(self.seen), attr, rng.choice(ATTRS[attr]["ask"]))[:2]
-        w, v = rng.choice(ANTONYMS)
-        return f"{w}的反义词是什么？", f"{w}的反义词是“{v}”。"
+        if kind == 0:
+            qs, reply, _ = ID_ITEMS[rng.randrange(2)]
+            options = [(q, reply) for q in qs]
+        else:
+            options = [(f"{w}的反义词是什么？", f"{w}的反义词是“{v}”。") for w, v in ANTONYMS]
+        i = rng.randrange(len(options))
+        for k in range(len(options)):
+            qa = options[(i + k) % len(options)]
+            if split != "train" or qa not in self.held_qa:
+                return qa
+        raise RuntimeError("样例世界的配置不对: 这一类问答全被评测留走了, 训练题无从抽起")
 
     def make_arithmetic(self, rng, split):
         q, reply, key, _ = self.arithmetic(rng, split)

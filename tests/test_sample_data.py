@@ -96,8 +96,6 @@ def test_eval_prompts_never_seen_in_training(world):
     assert not {json.dumps(r["conversations"], ensure_ascii=False) for r in world["eval"]} & train_convs
 
 
-@pytest.mark.xfail(strict=True, reason="已知的泄露 (README 7.2): World.zh_question 给 '好的，'/'喵' 两种系统提示出训练题时, "
-                   "身份问答和反义词没有避开评估那一份。修好生成器 (会改变训练数据和所有的表) 之后去掉这个标记")
 def test_held_out_questions_never_answered_in_training_even_under_a_system_prompt(world):
     """上一个测试比的是整个提示; 这里只比 (问题, 回答) 这一对, 去掉系统提示要求的 "好的，"/"喵～" 标记
     (experiments.leaked_items, experiments.py strict 也用它): 本该留出的几类里, 评估题的问答不能在训练数据里出现,
