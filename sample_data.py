@@ -352,9 +352,9 @@ class World:
         for cat, pool in (("identity", identity_pool()), ("text_task", text_task_pool())):
             keyed = [x for x in pool if x[1]]
             rng.shuffle(keyed)
-            train_part = keyed[EVAL_COUNTS[cat]:] + [x for x in pool if not x[1]]
-            self.makers[cat] = _pool_maker(keyed[:EVAL_COUNTS[cat]], train_part)
-            self.held_qa |= {(conv[-2]["content"], conv[-1]["content"]) for conv, _ in keyed[:EVAL_COUNTS[cat]]}
+            held, train_part = keyed[:EVAL_COUNTS[cat]], keyed[EVAL_COUNTS[cat]:] + [x for x in pool if not x[1]]
+            self.makers[cat] = _pool_maker(held, train_part)
+            self.held_qa |= {(conv[-2]["content"], conv[-1]["content"]) for conv, _ in held}
             if cat == "identity":  # 放在别的对话前面的问候轮: 只用训练那一半里的问候, 评测用的问候语一句也不漏进训练
                 self.greeting_turns = {lang: [conv for conv, _ in train_part if conv[-1]["content"] == g[2]]
                                        for lang, g in zip(("zh", "en"), GREETINGS)}
