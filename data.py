@@ -186,7 +186,7 @@ def read_records(path):
     """读 .jsonl (一行一条) 或 .json (一个数组), 返回 [(行号, 记录或 ValueError)]。
 
     .jsonl 的 JSON 解析错误不抛出, 而是作为该行的 ValueError 返回, 由调用者决定跳过还是中止;
-    .json 数组里的语法错误则直接停下 (之后的记录读不出来)。
+    .json 数组里的语法错误则直接停下 (之后的记录读不出来); 数组的 ] 之后还有内容也停下 (那里的记录读不到)。
     """
     if not os.path.exists(path):
         raise SystemExit(f"错误: 找不到数据文件 {path}。先运行 python data.py --create_sample, 或用 --data_path 指定文件")
@@ -198,12 +198,19 @@ def read_records(path):
         if not text.startswith("[", pos):  # 一个对象 (哪怕里面有数组) 不是数据集: 不去猜它的哪一部分才是
             return [(text.count("\n", 0, pos) + 1, ValueError(".json 文件应是一个 JSON 数组 [...] (一行一条请用 .jsonl)"))]
         pos += 1
+        line, counted = text.count("\n", 0, pos) + 1, pos  # pos 所在的行号: 往后只数新走过的一段, 不每条都从头数 (几万条时慢成几分钟)
         while True:  # 逐个元素解析, 这样坏记录也能报出它所在的行号
             while pos < len(text) and text[pos] in " \t\r\n,":
                 pos += 1
-            if pos >= len(text) or text[pos] == "]":
+            line, counted = line + text.count("\n", counted, pos), pos
+            if pos >= len(text):
                 break
-            line = text.count("\n", 0, pos) + 1
+            if text[pos] == "]":
+                extra = len(text) - len(text[pos + 1:].lstrip(" \t\r\n"))  # ] 之后第一个不是空白的字符
+                if extra < len(text):  # json.load 也不收: 多半是两个数组首尾相接, 或数组后又追加了记录, 不停下它们就被悄悄丢掉
+                    raise SystemExit(f"错误: {path}:{line + text.count(chr(10), pos, extra)}: .json 数组的 ] 之后还有内容, "
+                                     "那里的记录读不到。把它们移进数组里, 或改用一行一条的 .jsonl")
+                break
             try:
                 rec, pos = dec.raw_decode(text, pos)
             except (ValueError, RecursionError) as e:

@@ -299,6 +299,29 @@ def test_syntax_error_inside_a_json_array_stops(tmp_path):
         load_conversations(str(path))
 
 
+@pytest.mark.parametrize("tail", ["\n\n[" + GOOD + "]\n", "\n" + GOOD, "  oops"])
+def test_anything_after_the_closing_bracket_stops(tmp_path, tail):
+    """数组的 ] 之后还有内容 (两个数组首尾相接、数组后面又追加了记录): json.load 也不收。以前在 ] 处就停下,
+    后面的记录被悄悄丢掉; 现在停下并指出那些内容从哪一行开始。] 之后只有空白照常读。"""
+    path = tmp_path / "d.json"
+    path.write_text("[" + GOOD + ",\n" + GOOD + "]  \n", encoding="utf-8")
+    assert len(load_conversations(str(path))) == 2
+    path.write_text("[" + GOOD + ",\n" + GOOD + "]" + tail, encoding="utf-8")
+    line = 2 + tail[:len(tail) - len(tail.lstrip())].count("\n")  # 多出来的内容从哪一行开始
+    with pytest.raises(SystemExit, match=f"{path}:{line}: .json 数组的 ] 之后还有内容"):
+        load_conversations(str(path))
+
+
+def test_json_array_line_numbers_over_many_records(tmp_path):
+    """每条记录的行号是一路往后数出来的 (以前每条都从文件开头数一遍, 几万条的 .json 要读好几分钟); 逐条核对。"""
+    path = tmp_path / "d.json"
+    recs = [{"instruction": f"问题{i}", "output": "\n" * (i % 3) + "答"} for i in range(500)]
+    text = json.dumps(recs, ensure_ascii=False, indent=1)
+    path.write_text(text, encoding="utf-8")
+    lines = [line for line, _ in data.read_records(str(path))]
+    assert lines == [i + 1 for i, row in enumerate(text.split("\n")) if row == " {"]
+
+
 @pytest.mark.parametrize("text", ["{" + GOOD[1:-1] + "}", '{"data": [' + GOOD + "]}"])
 def test_json_file_that_is_an_object_is_rejected(tmp_path, text):
     """.json 必须是数组: 一个对象 (哪怕里面套着数组) 不去猜哪一部分是数据。"""
