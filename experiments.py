@@ -33,7 +33,7 @@ from collections import Counter
 
 from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 from checkpoint import load_checkpoint
-from sample_data import ARITH_OPS
+from sample_data import equations, inverses
 
 RUNS = "runs"
 BASE = "checkpoints/base_model.pt"
@@ -747,16 +747,6 @@ def exp_phrasing(fresh):
     return table(["问法 (题数)"] + list(runs), rows), {"by_phrasing": groups, "models": {k: m["path"] for k, m in runs.items()}}
 
 
-# 说出来的算式: 回复里是 "45减37等于8" / "45 minus 37 equals 8", 预训练文本里还有 "52减去16得36"、"47+19=66"
-EQUATION_RE = re.compile(rf"(\d+)\s*({ARITH_OPS})\s*(\d+)\s*(?:等于|equals|=|得|是)\s*(\d+)")
-SIGN = {"加上": "+", "加": "+", "plus": "+", "+": "+", "减去": "-", "减": "-", "minus": "-", "-": "-"}
-
-
-def equations(text):
-    """文字里说出的每个完整算式, 按出现的顺序: [(a, "+" 或 "-", b, c), ...], 数都是 int。"""
-    return [(int(a), SIGN[op], int(b), int(c)) for a, op, b, c in EQUATION_RE.findall(text)]
-
-
 def first_equation(text):
     """回答里说出的第一个完整算式; 没有就是 None。"""
     return next(iter(equations(text)), None)
@@ -845,15 +835,11 @@ def exp_strict(fresh):
     md = table(["模型", "打分", "总体", *cats], rows)
     md += "\n\n" + table(["宽松算对、严格不算的原因", *models],
                           [[why] + [misses[m].get(why, 0) for m in models] for why in ("标记", "算式", "人名", "内容")])
-    # 加减互逆: 评估问 "45减37", 训练里有 "45减8等于37", 答案就等于说过了。7.1 的留出只避开了同一对操作数 (和交换律), 没有避开逆运算
+    # 加减互逆: 评估问 "45减37", 训练里说过 "45减8等于37", 答案就等于说过了。示例数据的生成器避开了它 (sample_data.inverses), 自己的数据可能有
     said = {eq for text in [m["content"] for c in conversations for m in c] + read_text(PRETRAIN_TEXT).split("\n")
             for eq in equations(text)}
-    inverse = 0
-    for rec in records:
-        eq = first_equation(rec["conversations"][-1]["content"]) if rec["category"] == "arithmetic" else None
-        if eq:
-            a, op, b, c = eq
-            inverse += bool(said & ({(c, "-", a, b), (c, "-", b, a)} if op == "+" else {(b, "+", c, a), (c, "+", b, a), (a, "-", c, b)}))
+    inverse = sum(bool(inverses(eq) & said) for rec in records if rec["category"] == "arithmetic"
+                  for eq in [first_equation(rec["conversations"][-1]["content"])] if eq)
     raw["arithmetic_inverse_seen"] = inverse
     md += f"\n\n`arithmetic` 的 {sum(r['category'] == 'arithmetic' for r in records)} 道里, 逆运算 (如问 45减37, 训练里有 45减8等于37) 出现在 SFT 数据或预训练文本里的: {inverse} 道"
     md += f"\n\n本该留出的几类 ({', '.join(HELD_OUT)}) 里, 连问带答原样出现在 SFT 训练数据里的评估题 (回答去掉 system prompt 要求的标记): {len(leaked)} 道"

@@ -121,6 +121,9 @@ FOLLOW_Q = {("zh", "+"): ["那再加{d}呢？", "结果再加上{d}是多少？"
 ARITH_OPS = r"加上|加|减去|减|\+|-|plus|minus"
 # 识别文本里的算式 (操作数对)。生成评测时靠它保证: 评测里的算式与训练文本里的算式不相交
 ARITH_RE = re.compile(rf"(\d+)\s*(?:{ARITH_OPS})\s*(\d+)")
+# 说出来的完整算式: 回复里是 "45减37等于8" / "45 minus 37 equals 8", 预训练文本里还有 "52减去16得36"、"47+19=66"
+EQUATION_RE = re.compile(rf"(\d+)\s*({ARITH_OPS})\s*(\d+)\s*(?:等于|equals|=|得|是)\s*(\d+)")
+SIGN = {"加上": "+", "加": "+", "plus": "+", "+": "+", "减去": "-", "减": "-", "minus": "-", "-": "-"}
 
 # ---------------------------------------------------------------- 文字小任务
 ANTONYMS = [tuple(p) for p in "大小 高矮 长短 快慢 多少 冷热 远近 上下 左右 前后 新旧 胖瘦 早晚 轻重 深浅 真假 粗细 宽窄".split()]
@@ -146,8 +149,9 @@ SYS_ENGLISH = ["请用英文回答。", "Answer in English.", "Please reply in E
 SYS_PREFIX = "回答时以“好的，”开头。 每次回答都先说“好的，”。 请在回答的开头加上“好的，”。".split()
 SYS_CAT = "你是一只猫，每句话结尾都要加上“喵～”。 扮演一只小猫，回答的最后说“喵～”。".split()
 SYS_RENAME = "你的名字叫{m}。 从现在开始，你叫{m}。 你是一个名叫{m}的助手。".split()
-RENAME_Q = [("你叫什么名字？", "我叫{m}。"), ("你是谁？", "我叫{m}。"), ("怎么称呼你？", "我叫{m}。"),
-            ("What is your name?", "My name is {m}.")]
+# 前三句和最后一句也是身份问答的问法, 可能被评测留走 (训练时 World.train_pick 跳过它们); 另两句不是, 训练总有得选
+RENAME_Q = [("你叫什么名字？", "我叫{m}。"), ("你是谁？", "我叫{m}。"), ("怎么称呼你？", "我叫{m}。"), ("你的名字是什么？", "我叫{m}。"),
+            ("Tell me your name.", "My name is {m}."), ("What is your name?", "My name is {m}.")]
 PERSONA_NAMES = "阿星 豆豆 乐乐 米粒 团子 石头 阿福 糖糖 布丁 果果 泡泡 皮皮 土豆 阿宝 花卷".split()
 
 # ---------------------------------------------------------------- 预训练里的一般文字 (真实世界的几句常识)
@@ -308,6 +312,18 @@ def arith_key(c, lang):
     return f"等于{c}" if lang == "zh" else f"equals {c}"
 
 
+def equations(text):
+    """文字里说出的每个完整算式, 按出现的顺序: [(a, "+" 或 "-", b, c), ...], 数都是 int。"""
+    return [(int(a), SIGN[op], int(b), int(c)) for a, op, b, c in EQUATION_RE.findall(text)]
+
+
+def inverses(equation):
+    """和一个算式互逆的几个算式 (同样三个数): 45-37=8 的是 37+8=45、8+37=45、45-8=37; 23+45=68 的是 68-23=45、68-45=23。
+    评测问 "45减37", 训练里说过 "45减8等于37", 答案就等于说过了: 评测的算式连逆运算也要避开 (build_eval)。"""
+    a, op, b, c = equation
+    return {(c, "-", a, b), (c, "-", b, a)} if op == "+" else {(b, "+", c, a), (c, "+", b, a), (a, "-", c, b)}
+
+
 def arith_pairs(text):
     """文本里所有算式的操作数对 (无序)。"23加45" 和 "45+23" 算同一对: 交换律也不能泄露答案。"""
     return {tuple(sorted((int(x), int(y)))) for x, y in ARITH_RE.findall(text)}
@@ -342,19 +358,20 @@ class World:
         self.given = sorted({c for p in self.people for c in p["name"][1:]})
         self.heldout = heldout_pairs(seed)
         self.heldout_set = set(self.heldout)
-        self.train_pairs = set()  # 训练文本 (SFT + 预训练) 里出现过的算式, 生成评测集之前填好
+        self.train_pairs = set()  # 训练文本 (SFT + 预训练) 里出现过的算式的操作数对, 生成评测集之前填好
+        self.train_equations = set()  # 训练文本里说出过的完整算式 (a, op, b, c), 同上
         # 每类对话一个 maker(rng, split) -> (对话, 答案关键串) 或 None (这次没抽成, 再来)
         self.makers = {"arithmetic": self.make_arithmetic, "multi_turn": self.make_multi_turn,
                        "system_prompt": self.make_system_prompt, "greeting": self.make_greeting}
         rng = _rng(seed, "pools")
-        self.held_qa = set()  # 评测那一份的 (问, 答): 别的训练题 (zh_question) 也要避开
+        self.held_questions = set()  # 评测那一份的问题: 别的训练题 (系统提示那一类) 也不能问 (train_pick)
         # 身份和文字任务的问法有限: 先整体打乱, 切出一份只给评测, 训练只从剩下的里抽 (可重复)
         for cat, pool in (("identity", identity_pool()), ("text_task", text_task_pool())):
             keyed = [x for x in pool if x[1]]
             rng.shuffle(keyed)
             held, train_part = keyed[:EVAL_COUNTS[cat]], keyed[EVAL_COUNTS[cat]:] + [x for x in pool if not x[1]]
             self.makers[cat] = _pool_maker(held, train_part)
-            self.held_qa |= {(conv[-2]["content"], conv[-1]["content"]) for conv, _ in held}
+            self.held_questions |= {conv[-2]["content"] for conv, _ in held}
             if cat == "identity":  # 放在别的对话前面的问候轮: 只用训练那一半里的问候, 评测用的问候语一句也不漏进训练
                 self.greeting_turns = {lang: [conv for conv, _ in train_part if conv[-1]["content"] == g[2]]
                                        for lang, g in zip(("zh", "en"), GREETINGS)}
@@ -418,11 +435,19 @@ class World:
         v = person[attr]
         return template.format(n=person["name"]), ATTRS[attr]["answer"].format(n=person["name"], v=v), v
 
-    def zh_question(self, rng, split):
-        """随便一道普通的中文问答, 给 "好的，" 和 "喵" 这两种系统提示套用。
+    def train_pick(self, rng, split, options, question=lambda x: x):
+        """和 rng.choice(options) 一样抽一个, 但训练时跳过评测留出的问题 (question(x) 在 self.held_questions 里):
+        身份问答和反义词的问法有限, 评测那一份不能在训练里被问到 —— 哪怕前面多一句系统提示、回答多了 "好的，"、
+        换成了英文或别的名字。抽到了就顺延到表里的下一个, 不多用随机数: 别的训练对话一条都不变。"""
+        i = rng.randrange(len(options))
+        for k in range(len(options)):
+            x = options[(i + k) % len(options)]
+            if split != "train" or question(x) not in self.held_questions:
+                return x
+        raise RuntimeError("样例世界的配置不对: 这一类问题全被评测留走了, 训练题无从抽起")
 
-        身份问答和反义词的问法有限, 评测那一份 (self.held_qa) 不能进训练: 前面多一句系统提示、回答多一个 "好的，",
-        问答本身还是那一对。抽到了就顺延到表里的下一个, 不多用随机数, 别的训练对话一条都不变。"""
+    def zh_question(self, rng, split):
+        """随便一道普通的中文问答, 给 "好的，" 和 "喵" 这两种系统提示套用 (身份问答和反义词避开评测留出的问题)。"""
         kind = rng.randrange(4)
         if kind == 1:
             return self.arithmetic(rng, split, lang="zh")[:2]
@@ -434,12 +459,7 @@ class World:
             options = [(q, reply) for q in qs]
         else:
             options = [(f"{w}的反义词是什么？", f"{w}的反义词是“{v}”。") for w, v in ANTONYMS]
-        i = rng.randrange(len(options))
-        for k in range(len(options)):
-            qa = options[(i + k) % len(options)]
-            if split != "train" or qa not in self.held_qa:
-                return qa
-        raise RuntimeError("样例世界的配置不对: 这一类问答全被评测留走了, 训练题无从抽起")
+        return self.train_pick(rng, split, options, lambda qa: qa[0])
 
     def make_arithmetic(self, rng, split):
         q, reply, key, _ = self.arithmetic(rng, split)
@@ -483,14 +503,14 @@ class World:
         kind = rng.choice(["english", "prefix", "cat", "rename"])
         if kind == "rename":
             m = rng.choice(PERSONA_NAMES)
-            q, reply = rng.choice(RENAME_Q)
+            q, reply = self.train_pick(rng, split, RENAME_Q, lambda qa: qa[0])
             return _qa(q, reply.format(m=m), rng.choice(SYS_RENAME).format(m=m)), m
         if kind == "english":  # 中文提问, 英文回答; 答案关键串只在英文回答里出现
             system = rng.choice(SYS_ENGLISH)
             if rng.random() < 0.4:
                 i = rng.randrange(2)
                 _, reply, key = ID_ITEMS[i + 2]
-                return _qa(rng.choice(ID_ITEMS[i][0]), reply, system), key
+                return _qa(self.train_pick(rng, split, ID_ITEMS[i][0]), reply, system), key
             op = "+" if rng.random() < 0.6 else "-"
             a, b, c = self.operands(rng, split, op)
             q = rng.choice(ARITH_Q["zh", op]).format(a=a, b=b)
@@ -530,9 +550,15 @@ def text_task_pool():
     return pool
 
 
+def _prompt_key(messages):
+    """比较两段提示用的键: 去掉中性的系统提示。它不改变该怎么回答, 有没有、是哪一句, 模型面对的都是同一道题。"""
+    return json.dumps([m for m in messages if not (m["role"] == "system" and m["content"] in NEUTRAL_SYSTEMS)],
+                      ensure_ascii=False)
+
+
 def _prompts(conversation):
-    """对话里每个 assistant 回合之前的全部消息: 训练时模型在这些 "提问" 上学过回答。"""
-    return {json.dumps(conversation[:i], ensure_ascii=False) for i, m in enumerate(conversation) if m["role"] == "assistant"}
+    """对话里每个 assistant 回合之前的全部消息 (_prompt_key): 训练时模型在这些 "提问" 上学过回答。"""
+    return {_prompt_key(conversation[:i]) for i, m in enumerate(conversation) if m["role"] == "assistant"}
 
 
 def _pool_maker(held, rest):
@@ -560,32 +586,35 @@ def _neutral(rng, cat, conversation):
 
 
 def build_sft(world, openings=True):
-    """SFT 训练集 (打乱顺序)。openings=False: 不加开场轮 (只给 experiments.py 的对照组用)。"""
-    rng, opening_rng = _rng(world.seed, "sft_train"), _rng(world.seed, "sft_openings")
+    """SFT 训练集 (打乱顺序)。openings=False: 不加开场轮 (只给 experiments.py 的对照组用)。
+    每类一条自己的随机流 (和 build_eval 一样): 改了一类的生成方式, 别的类一条都不变。"""
+    opening_rng = _rng(world.seed, "sft_openings")  # 每条对话抽一次, 条数固定: 也不受哪一类怎么生成的影响
 
     def opening(cat, conversation):
         return world.opening(opening_rng, cat, conversation) if openings else conversation
 
     # 每个 seen 人物的每个属性都问 KNOWLEDGE_REPEATS 次, 每次随机一种训练问法: 覆盖全, 不靠运气
+    rng = _rng(world.seed, "sft_train/knowledge")
     train = [{"conversations": opening("knowledge", _neutral(
                   rng, "knowledge", _qa(*world.knowledge(p, a, rng.choice(ATTRS[a]["ask"]))[:2]))),
               "category": "knowledge"} for p in world.seen for a in ATTRS for _ in range(KNOWLEDGE_REPEATS)]
     for cat, n in TRAIN_COUNTS.items():
+        rng = _rng(world.seed, f"sft_train/{cat}")
         while n:
             made = world.makers[cat](rng, "train")
             # 兜底: 训练对话里的算式绝不碰留出对
             if made and not arith_pairs(json.dumps(made[0], ensure_ascii=False)) & world.heldout_set:
                 train.append({"conversations": opening(cat, _neutral(rng, cat, made[0])), "category": cat})
                 n -= 1
-    rng.shuffle(train)
+    _rng(world.seed, "sft_train/order").shuffle(train)
     return train
 
 
 def build_eval(world, train_prompts):
-    """评测集, 按类别排列; 每条都过一遍留出检查, 不合格的扔掉重抽。"""
-    rng = _rng(world.seed, "sft_eval")
+    """评测集, 按类别排列; 每条都过一遍留出检查, 不合格的扔掉重抽。每类一条自己的随机流: 一类多扔掉几条重抽, 别的类不受影响。"""
     records, seen_prompts = [], set()
     for cat, n in EVAL_COUNTS.items():
+        rng = _rng(world.seed, f"sft_eval/{cat}")
         tries = 0
         while n:
             tries += 1
@@ -596,10 +625,11 @@ def build_eval(world, train_prompts):
                 continue
             conv, key = made
             conv = _neutral(rng, cat, conv)
-            prompt = json.dumps(conv[:-1], ensure_ascii=False)
-            # 三条保证: 提问没在训练里出现过、评测内部不重复、算式没在任何训练文本里出现过;
-            # 另外答案不能出现在最后一句提问里, 否则鹦鹉学舌也能得分
-            leaked = arith_pairs(json.dumps(conv, ensure_ascii=False)) & world.train_pairs
+            prompt = _prompt_key(conv[:-1])
+            # 三条保证: 提问没在训练里出现过、评测内部不重复 (都不计中性的系统提示)、算式没在任何训练文本里出现过
+            # (两个操作数不论顺序; 逆运算也没有说过); 另外答案不能出现在最后一句提问里, 否则鹦鹉学舌也能得分
+            text = json.dumps(conv, ensure_ascii=False)
+            leaked = arith_pairs(text) & world.train_pairs or any(inverses(eq) & world.train_equations for eq in equations(text))
             if prompt in train_prompts or prompt in seen_prompts or leaked or key in conv[-2]["content"]:
                 continue
             seen_prompts.add(prompt)
@@ -700,7 +730,8 @@ def create_sample(out_dir="data", seed=0, overwrite=False):
     pretrain = build_pretrain(world, "train")
     train = build_sft(world)
     # 评测集生成前, 先记下所有训练文本 (SFT + 预训练) 里出现过的算式和提问
-    world.train_pairs = arith_pairs("\n".join(pretrain) + json.dumps(train, ensure_ascii=False))
+    train_text = "\n".join(pretrain) + "\n" + json.dumps(train, ensure_ascii=False)
+    world.train_pairs, world.train_equations = arith_pairs(train_text), set(equations(train_text))
     train_prompts = set().union(*(_prompts(r["conversations"]) for r in train))
     evals = build_eval(world, train_prompts)
     known = set(pretrain)

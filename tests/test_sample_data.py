@@ -96,6 +96,43 @@ def test_eval_prompts_never_seen_in_training(world):
     assert not {json.dumps(r["conversations"], ensure_ascii=False) for r in world["eval"]} & train_convs
 
 
+def test_eval_prompts_never_seen_in_training_even_with_another_neutral_system_prompt(world):
+    """中性的系统提示 ("你是一个乐于助人的助手。" 之类) 不改变该怎么回答: 一道评测题和一条训练对话只差它 (有没有、是哪一句),
+    模型看到的就还是同一道题。以前的检查比的是带系统提示的整个提示, 放过了一道 multi_turn 题。"""
+    def plain(conversation):
+        return [m for m in conversation if not (m["role"] == "system" and m["content"] in sample_data.NEUTRAL_SYSTEMS)]
+    train_prompts = {p for r in world["train"] for p in prompts(plain(r["conversations"]))}
+    eval_prompts = [json.dumps(plain(r["conversations"][:-1]), ensure_ascii=False) for r in world["eval"]]
+    assert [p for p in eval_prompts if p in train_prompts] == []
+    assert len(set(eval_prompts)) == len(eval_prompts)
+
+
+def test_held_out_questions_never_asked_in_training(world):
+    """身份和文字任务的问法有限, 评测那一份的问题一句也不能在训练里被问到: 不管前面有什么系统提示, 也不管训练里答的是什么。
+    以前 "请用英文回答。" 下的训练题用了留出的 "谁创造了你？" (同一个事实, 英文作答), 改名的系统提示下用了留出的
+    "你叫什么名字？" (答 "我叫土豆。"), 模型在没有系统提示时也跟着答 "我叫果果。"。"""
+    asked = {m["content"] for r in world["train"] for m in r["conversations"] if m["role"] == "user"}
+    held = [r["conversations"][-2]["content"] for r in world["eval"] if r["category"] in ("identity", "text_task")]
+    assert [q for q in held if q in asked] == []
+
+
+def test_no_eval_equation_has_its_inverse_in_training(world):
+    """留出的算式对之外, 加减互逆也要避开: 评测问 "45减37" (等于8), 训练里就不能说过 "45减8等于37" 或 "37加8等于45"。"""
+    said = re.compile(r"(\d+)\s*(加上|加|减去|减|\+|-|plus|minus)\s*(\d+)\s*(?:等于|equals|=|得|是)\s*(\d+)")
+
+    def facts(text):  # 每个说出的算式化成 "a + b = c" 的 (a, b, c): 减法 a - b = c 就是 b + c = a
+        return {(int(a), int(b), int(c)) if op in ("加上", "加", "+", "plus") else (int(b), int(c), int(a))
+                for a, op, b, c in said.findall(text)}
+    trained = facts("\n".join(world["pretrain"] + [m["content"] for r in world["train"] for m in r["conversations"]]))
+    trained |= {(b, a, c) for a, b, c in trained}
+    n = 0
+    for r in world["eval"]:
+        for a, b, c in facts(r["conversations"][-1]["content"]):
+            n += 1
+            assert (a, b, c) not in trained, r
+    assert n >= EVAL_COUNTS["arithmetic"]
+
+
 def test_held_out_questions_never_answered_in_training_even_under_a_system_prompt(world):
     """上一个测试比的是整个提示; 这里只比 (问题, 回答) 这一对, 去掉系统提示要求的 "好的，"/"喵～" 标记
     (experiments.leaked_items, experiments.py strict 也用它): 本该留出的几类里, 评估题的问答不能在训练数据里出现,
@@ -128,8 +165,8 @@ def test_some_conversations_open_with_another_turn(world):
     assert abs(rest.count("greeting") / len(rest) - GREETING_FIRST_SHARE) < 0.03
     assert abs(rest.count("topic") / len(rest) - TOPIC_FIRST_SHARE) < 0.03
     replies = {g[2] for g in GREETINGS}
-    assert not any(r["conversations"][1 if r["conversations"][0]["role"] == "system" else 0:][1]["content"] in replies
-                   for r in world["eval"] if len(r["conversations"]) > 2)  # 问候在前的对话只在训练里
+    rounds = [[m for m in r["conversations"] if m["role"] != "system"] for r in world["eval"]]
+    assert not any(c[1]["content"] in replies for c in rounds if len(c) > 2)  # 问候在前 (后面还有别的回合) 的对话只在训练里
 
 
 def test_arithmetic_eval_pairs_never_in_any_training_text(world):
