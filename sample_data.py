@@ -149,9 +149,10 @@ SYS_ENGLISH = ["请用英文回答。", "Answer in English.", "Please reply in E
 SYS_PREFIX = "回答时以“好的，”开头。 每次回答都先说“好的，”。 请在回答的开头加上“好的，”。".split()
 SYS_CAT = "你是一只猫，每句话结尾都要加上“喵～”。 扮演一只小猫，回答的最后说“喵～”。".split()
 SYS_RENAME = "你的名字叫{m}。 从现在开始，你叫{m}。 你是一个名叫{m}的助手。".split()
-# 前三句和最后一句也是身份问答的问法, 可能被评测留走 (训练时 World.train_pick 跳过它们); 另两句不是, 训练总有得选
-RENAME_Q = [("你叫什么名字？", "我叫{m}。"), ("你是谁？", "我叫{m}。"), ("怎么称呼你？", "我叫{m}。"), ("你的名字是什么？", "我叫{m}。"),
-            ("Tell me your name.", "My name is {m}."), ("What is your name?", "My name is {m}.")]
+# 问法和身份问答的一样 (也加上同样的开头, 见 with_prefixes): 同一句话, 没有系统提示时答 "我是小智", 有改名的系统提示时答新名字。
+# 只在改名时出现的问法 (比如 "你的名字是什么？"), 模型会学成 "这么问就答一个别的名字", 没有系统提示也一样
+RENAME_Q = [("你叫什么名字？", "我叫{m}。"), ("你是谁？", "我叫{m}。"), ("怎么称呼你？", "我叫{m}。"),
+            ("What is your name?", "My name is {m}.")]
 PERSONA_NAMES = "阿星 豆豆 乐乐 米粒 团子 石头 阿福 糖糖 布丁 果果 泡泡 皮皮 土豆 阿宝 花卷".split()
 
 # ---------------------------------------------------------------- 预训练里的一般文字 (真实世界的几句常识)
@@ -436,15 +437,14 @@ class World:
         return template.format(n=person["name"]), ATTRS[attr]["answer"].format(n=person["name"], v=v), v
 
     def train_pick(self, rng, split, options, question=lambda x: x):
-        """和 rng.choice(options) 一样抽一个, 但训练时跳过评测留出的问题 (question(x) 在 self.held_questions 里):
+        """rng.choice(options), 但训练时只在评测没有留走的问题里挑 (question(x) 不在 self.held_questions 里):
         身份问答和反义词的问法有限, 评测那一份不能在训练里被问到 —— 哪怕前面多一句系统提示、回答多了 "好的，"、
-        换成了英文或别的名字。抽到了就顺延到表里的下一个, 不多用随机数: 别的训练对话一条都不变。"""
-        i = rng.randrange(len(options))
-        for k in range(len(options)):
-            x = options[(i + k) % len(options)]
-            if split != "train" or question(x) not in self.held_questions:
-                return x
-        raise RuntimeError("样例世界的配置不对: 这一类问题全被评测留走了, 训练题无从抽起")
+        换成了英文或别的名字。"""
+        if split == "train":
+            options = [x for x in options if question(x) not in self.held_questions]
+            if not options:
+                raise RuntimeError("样例世界的配置不对: 这一类问题全被评测留走了, 训练题无从抽起")
+        return rng.choice(options)
 
     def zh_question(self, rng, split):
         """随便一道普通的中文问答, 给 "好的，" 和 "喵" 这两种系统提示套用 (身份问答和反义词避开评测留出的问题)。"""
@@ -503,7 +503,7 @@ class World:
         kind = rng.choice(["english", "prefix", "cat", "rename"])
         if kind == "rename":
             m = rng.choice(PERSONA_NAMES)
-            q, reply = self.train_pick(rng, split, RENAME_Q, lambda qa: qa[0])
+            q, reply = self.train_pick(rng, split, [(x, r) for q, r in RENAME_Q for x in with_prefixes(q)], lambda qa: qa[0])
             return _qa(q, reply.format(m=m), rng.choice(SYS_RENAME).format(m=m)), m
         if kind == "english":  # 中文提问, 英文回答; 答案关键串只在英文回答里出现
             system = rng.choice(SYS_ENGLISH)
@@ -521,14 +521,18 @@ class World:
         return _qa(q, reply + "喵～", rng.choice(SYS_CAT)), "喵"
 
 
+def with_prefixes(q):
+    """一句问话加上各种开头 ("你好，"、"Hi, " ……; 第一个是空的, 就是原句)。"""
+    en = q.isascii()
+    return [pre + (q[0].lower() + q[1:] if pre and en else q) for pre in (PREFIXES_EN if en else PREFIXES)]
+
+
 def identity_pool():
     """所有身份问答 (消息, 答案); 答案为 None 的 (道谢、问能力) 只进训练集。"""
     pool = []
     for qs, reply, key in ID_ITEMS:
-        en = qs[0].isascii()
         for q in qs:
-            for pre in (PREFIXES_EN if en else PREFIXES) if key else [""]:
-                pool.append((_qa(pre + (q[0].lower() + q[1:] if pre and en else q), reply), key))
+            pool += [(_qa(x, reply), key) for x in (with_prefixes(q) if key else [q])]
     for words, punct, reply, key in GREETINGS:
         pool += [(_qa(w + p, reply), key) for w in words for p in [""] + list(punct)]
     return pool

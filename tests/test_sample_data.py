@@ -116,6 +116,16 @@ def test_held_out_questions_never_asked_in_training(world):
     assert [q for q in held if q in asked] == []
 
 
+def test_rename_questions_are_also_asked_without_a_system_prompt(world):
+    """改名的系统提示 ("你的名字叫果果。") 下问的每一句, 训练里也在没有系统提示时问过 (答 "我是小智……"): 同一句话,
+    答什么由系统提示决定。只在改名时出现的问法, 模型会学成 "这么问就答一个别的名字", 没有系统提示也照答 "我叫果果。"。"""
+    renames = {t.format(m=m) for t in sample_data.SYS_RENAME for m in sample_data.PERSONA_NAMES}
+    plain = {r["conversations"][-2]["content"] for r in world["train"]
+             if r["category"] == "identity" and r["conversations"][0]["role"] != "system"}
+    asked = {r["conversations"][1]["content"] for r in world["train"] if r["conversations"][0]["content"] in renames}
+    assert len(asked) >= 5 and asked <= plain, asked - plain
+
+
 def test_no_eval_equation_has_its_inverse_in_training(world):
     """留出的算式对之外, 加减互逆也要避开: 评测问 "45减37" (等于8), 训练里就不能说过 "45减8等于37" 或 "37加8等于45"。"""
     said = re.compile(r"(\d+)\s*(加上|加|减去|减|\+|-|plus|minus)\s*(\d+)\s*(?:等于|equals|=|得|是)\s*(\d+)")
