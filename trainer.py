@@ -132,10 +132,13 @@ def lr_at(step, total, args):
 
 
 def amp_dtype(device):
-    """CUDA 上混合精度用的类型: bf16, 不支持 bf16 的老卡用 fp16; 其他设备不用混合精度 (None)。"""
+    """CUDA 上混合精度用的类型: 计算能力 8.0 (Ampere) 及以后的卡和 AMD 的 ROCm 用 bf16, 更老的卡 (T4、V100) 用 fp16;
+    其他设备不用混合精度 (None)。不用 torch.cuda.is_bf16_supported(): 它默认把 "能模拟 bf16" 也算作支持, 老卡上就选了
+    bf16, 而这些卡的张量核只做 fp16; 它查的也是当前卡, 不是 device 这块。"""
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native_bf16 = torch.version.hip or torch.cuda.get_device_capability(device)[0] >= 8
+    return torch.bfloat16 if native_bf16 else torch.float16
 
 
 def autocast_for(device):

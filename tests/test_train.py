@@ -144,6 +144,22 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.parametrize("capability, hip, dtype", [((9, 0), None, torch.bfloat16), ((8, 0), None, torch.bfloat16),
+                                                    ((7, 5), None, torch.float16), ((7, 0), None, torch.float16),
+                                                    ((9, 4), "6.2", torch.bfloat16)])
+@pytest.mark.filterwarnings("ignore:.*GradScaler is enabled, but CUDA is not available")  # 没有 GPU: 只看选了哪种
+def test_mixed_precision_type_follows_the_card(monkeypatch, capability, hip, dtype):
+    """CUDA 上: Ampere (8.0) 及以后和 ROCm 用 bf16; T4 (7.5)、V100 (7.0) 这些张量核只做 fp16 的老卡用 fp16 + GradScaler。
+    torch.cuda.is_bf16_supported() 默认把 "能模拟 bf16" 也算支持, 在老卡上会选 bf16: 不能用它。不需要 GPU: 假装一块卡。"""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # 老卡上它也说 True (模拟)
+    monkeypatch.setattr(torch.version, "hip", hip)
+    assert trainer.amp_dtype(torch.device("cuda")) == dtype
+    assert trainer.amp_dtype(torch.device("cpu")) is None
+    _, scaler = trainer.autocast_for(torch.device("cuda")) if dtype == torch.float16 else (None, None)
+    assert dtype == torch.bfloat16 or isinstance(scaler, torch.amp.GradScaler)
+
+
 @pytest.mark.parametrize("lora_dropout", [None, 0.5])  # None: 全参数; 0.5: LoRA, 旁路上的 dropout 要用到随机数
 def test_resume_matches_uninterrupted(world, tmp_path, lora_dropout):
     root, tok, convs = world
@@ -933,6 +949,16 @@ def test_pretrain_does_not_overwrite_user_data(tmp_path):
     mine.write_text("my own data\n", encoding="utf-8")
     assert_one_line_error(run("pretrain.py", tmp_path, "--max_steps", "1", check=False), "不自动生成示例数据")
     assert mine.read_text(encoding="utf-8") == "my own data\n" and not (tmp_path / "data/pretrain.txt").exists()
+
+
+def test_pretrain_under_torchrun_does_not_generate_data(tmp_path):
+    """torchrun 的几个进程会同时生成示例数据、写同一批文件 (互相把临时文件改名改走): 多进程时不自动生成, 一行说先生成。
+    torchrun 给每个进程设 RANK/WORLD_SIZE; 检查在建进程组之前, 一个带这两个变量的进程就够了。"""
+    env = dict(os.environ, RANK="0", WORLD_SIZE="2", LOCAL_RANK="0")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "pretrain.py"), "--max_steps", "1"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert_one_line_error(r, "多进程 (torchrun) 训练之前先生成示例数据: python data.py --create_sample")
+    assert not (tmp_path / "data").exists()
 
 
 def test_experiments_without_data_is_one_line(tmp_path):
