@@ -300,22 +300,29 @@ def error_sources(results, raw):
             + f"\n\n要算术的题全对、其余不变时, 总体是 {pct(ceiling)}。")
 
 
+def arithmetic_only_records(evals, n):
+    """只练算术的 n 道训练题 (样例世界 seed 0 的训练那一半, 已避开评估的算式对), 再避开评估算式 (evals: 评估记录) 的逆运算。"""
+    import random
+    from sample_data import World
+    banned = set().union(*(inverses(eq) for r in evals for eq in equations(r["conversations"][-1]["content"])))
+    world, rng, records = World(0), random.Random("arithmetic-only"), []
+    while len(records) < n:
+        conversation = world.make_arithmetic(rng, "train")[0]
+        if not banned & set(equations(conversation[-1]["content"])):
+            records.append({"conversations": conversation, "category": "arithmetic"})
+    return records
+
+
 def exp_arithmetic(fresh, n_train=20000, steps=3000):
     """算术学得会吗? 只练两位数加减法: 20,000 道训练题 (同一个样例世界), 3,000 步 × 32 条 (再单独练一次 6,000 步),
     学习率 1e-3 (算术题的训练次数约是课程 SFT 的 14 倍), 只在 arithmetic 这 120 道评估题上打分。
     训练题避开评估的算式对, 也避开它们的逆运算: 问 "45减37", 训练里有 "45减8等于37" 的话, 答案就等于练过了
     (和课程的 SFT 数据同一条规则, 见 sample_data.inverses)。"""
-    import random
-    from sample_data import World, arith_pairs
+    from sample_data import arith_pairs
     train_path, eval_path = os.path.join(RUNS, "sft_train_arith.jsonl"), os.path.join(RUNS, "sft_eval_arith.jsonl")
     with open("data/sft_eval.jsonl", encoding="utf-8") as src:
         evals = [line for line in src if json.loads(line).get("category") == "arithmetic"]
-    banned = set().union(*(inverses(eq) for line in evals for eq in equations(json.loads(line)["conversations"][-1]["content"])))
-    world, rng, lines = World(0), random.Random("arithmetic-only"), []
-    while len(lines) < n_train:
-        conversation = world.make_arithmetic(rng, "train")[0]
-        if not banned & set(equations(conversation[-1]["content"])):
-            lines.append(json.dumps({"conversations": conversation, "category": "arithmetic"}, ensure_ascii=False) + "\n")
+    lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in arithmetic_only_records([json.loads(x) for x in evals], n_train)]
     with open(train_path, "w", encoding="utf-8") as f:
         f.writelines(lines)
     with open(eval_path, "w", encoding="utf-8") as f:

@@ -126,13 +126,17 @@ def test_rename_questions_are_also_asked_without_a_system_prompt(world):
     assert len(asked) >= 5 and asked <= plain, asked - plain
 
 
+SAID = re.compile(r"(\d+)\s*(加上|加|减去|减|\+|-|plus|minus)\s*(\d+)\s*(?:等于|equals|=|得|是)\s*(\d+)")
+
+
+def facts(text):
+    """每个说出的算式化成 "a + b = c" 的 (a, b, c): 减法 a - b = c 就是 b + c = a。"""
+    return {(int(a), int(b), int(c)) if op in ("加上", "加", "+", "plus") else (int(b), int(c), int(a))
+            for a, op, b, c in SAID.findall(text)}
+
+
 def test_no_eval_equation_has_its_inverse_in_training(world):
     """留出的算式对之外, 加减互逆也要避开: 评测问 "45减37" (等于8), 训练里就不能说过 "45减8等于37" 或 "37加8等于45"。"""
-    said = re.compile(r"(\d+)\s*(加上|加|减去|减|\+|-|plus|minus)\s*(\d+)\s*(?:等于|equals|=|得|是)\s*(\d+)")
-
-    def facts(text):  # 每个说出的算式化成 "a + b = c" 的 (a, b, c): 减法 a - b = c 就是 b + c = a
-        return {(int(a), int(b), int(c)) if op in ("加上", "加", "+", "plus") else (int(b), int(c), int(a))
-                for a, op, b, c in said.findall(text)}
     trained = facts("\n".join(world["pretrain"] + [m["content"] for r in world["train"] for m in r["conversations"]]))
     trained |= {(b, a, c) for a, b, c in trained}
     n = 0
@@ -141,6 +145,19 @@ def test_no_eval_equation_has_its_inverse_in_training(world):
             n += 1
             assert (a, b, c) not in trained, r
     assert n >= EVAL_COUNTS["arithmetic"]
+
+
+def test_arithmetic_only_data_avoids_eval_pairs_and_inverses(world):
+    """experiments.py arithmetic 只练算术的训练题守同样的两条规则: 没有评测的算式对, 也没有评测算式的逆运算。"""
+    from experiments import arithmetic_only_records
+    records = arithmetic_only_records(world["eval"], 3000)
+    assert len(records) == 3000
+    text = "\n".join(r["conversations"][-1]["content"] for r in records)
+    trained = facts(text)
+    trained |= {(b, a, c) for a, b, c in trained}
+    evals = "\n".join(r["conversations"][-1]["content"] for r in world["eval"] if r["category"] == "arithmetic")
+    assert facts(evals) and not facts(evals) & trained
+    assert not pairs_in(evals) & pairs_in(text)
 
 
 def test_held_out_questions_never_answered_in_training_even_under_a_system_prompt(world):
