@@ -32,6 +32,9 @@ def run_main(main):
     if sys.stdout is not None and hasattr(sys.stdout, "reconfigure"):
         # 终端或重定向的编码 (如中文 Windows 的 GBK) 表示不了的字符 (例如模型吐出的半个字 "\ufffd") 印成 "?", 而不是报错退出
         sys.stdout.reconfigure(errors="replace")
+    if os.environ.get("RANK", "0") != "0":
+        # torchrun 的其他进程 (rank 1, 2, …): 读数据、建模型时的那些提示, 只由 rank 0 说一遍。错误走 stderr, 照样看得见
+        sys.stdout = open(os.devnull, "w")
     try:
         main()
     except KeyboardInterrupt:

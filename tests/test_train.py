@@ -1022,6 +1022,7 @@ def test_ddp_matches_single_process(base, tmp_path):
                         "--batch_size", "4", "--out", str(tmp_path / "ddp.pt")],
                        cwd=base, capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, f"torchrun 退出码 {r.returncode}:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    assert r.stdout.count("SFT 数据:") == 1, r.stdout  # 读数据的提示只由 rank 0 说一遍, 不是每个进程一遍
     single = [float(x["loss"]) for x in csv.DictReader(open(tmp_path / "single.log.csv"))]
     ddp = [float(x["loss"]) for x in csv.DictReader(open(tmp_path / "ddp.log.csv"))]
     assert len(single) == len(ddp) == 3
