@@ -28,8 +28,6 @@ def save_checkpoint(path, obj):
     """原子写入 (cli.write_atomically: 临时文件, 刷到磁盘, 再改名覆盖)。写不了时一行错误, path 原来的内容不动。"""
     try:
         write_atomically(path, lambda f: torch.save(obj, f), "wb")
-    except OSError as e:
-        raise SystemExit(f"错误: 写不了 {path} ({e.strerror or e})。检查路径、权限和磁盘空间") from None
     except RuntimeError:  # torch.save 把写文件的失败 (多半是磁盘满了) 包成 RuntimeError: "unexpected pos ..."
         raise SystemExit(f"错误: 写不了 {path} (torch.save 写到一半失败, 多半是磁盘满了)。检查磁盘空间; "
                          f"{path} 原来的内容没有动") from None
@@ -38,10 +36,7 @@ def save_checkpoint(path, obj):
 def save_results_json(path, obj):
     """evaluate.py / bench.py 的 --json 结果: 原子写入 (cli.write_atomically)。写不了 (例如磁盘满了) 时一行错误,
     原来的文件不动; 结果表这时已经打印在终端上了。"""
-    try:
-        write_atomically(path, lambda f: json.dump(obj, f, ensure_ascii=False, indent=2))
-    except OSError as e:
-        raise SystemExit(f"错误: 写不了 {path} ({e.strerror or e})。结果表在上面; 检查磁盘空间后重跑") from None
+    write_atomically(path, lambda f: json.dump(obj, f, ensure_ascii=False, indent=2), hint="结果表在上面; 检查磁盘空间后重跑")
 
 
 def checkpoint_kind(path):

@@ -1,6 +1,6 @@
 """cli.py — 各脚本共用的三件小事: 命令行入口 run_main (用户按 Ctrl-C、或输出接到提前关闭的管道上时, 不打印 traceback),
 参数解析器 make_parser (--help 里写出默认值, 不接受缩写的参数名), 和原子写文件 write_atomically
-(checkpoint、分词器、示例数据和 --json 结果都经过它)。
+(checkpoint、分词器、示例数据和 --json 结果都经过它; 写不了时的那一行错误也在这里)。
 
 单独成一个文件、只用标准库 (argparse, os, sys): tokenizer.py 和 sample_data.py 为了命令行启动快, 故意不导入 torch, 也要用它。
 各脚本在 import torch 之前先导入本模块: 导入 torch 要一两秒, 这时按 Ctrl-C 还没进 run_main, 由下面的 sys.excepthook 接住。
@@ -74,10 +74,11 @@ def _drop_stdout():
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def write_atomically(path, write, mode="w"):
+def write_atomically(path, write, mode="w", hint="检查路径、权限和磁盘空间"):
     """先写到 path.tmp、刷到磁盘, 再改名覆盖 path (同一个文件系统里的改名是原子的): 写到一半失败或被打断
     (磁盘满、Ctrl-C、断电) 时, path 上要么是原来的内容, 要么是完整的新内容, 不会是半个文件; 半个临时文件也删掉。
-    write(f) 往打开的临时文件里写; mode "w" 是 UTF-8 文本 (换行一律 \n), "wb" 是二进制。失败时原样抛出异常。"""
+    write(f) 往打开的临时文件里写; mode "w" 是 UTF-8 文本 (换行一律 \n), "wb" 是二进制。
+    写不了 (磁盘满、没有权限, 即 OSError) 时一行错误 "写不了 path (原因)。hint" 并退出; 其他异常原样抛出。"""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     try:
@@ -86,7 +87,9 @@ def write_atomically(path, write, mode="w"):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError):
+            raise SystemExit(f"错误: 写不了 {path} ({e.strerror or e})。{hint}") from None
         raise

@@ -706,10 +706,7 @@ def build_pretrain(world, split):
 
 def write_text(path, text):
     """原子写入: 中途出错也不会留下写了一半的数据文件。写不了 (磁盘满、没有权限) 时一行错误, path 原来的内容不动。"""
-    try:
-        write_atomically(path, lambda f: f.write(text))
-    except OSError as e:
-        raise SystemExit(f"错误: 无法写入 {path} ({e.strerror or e})。检查磁盘空间和目录权限, 或换一个 --out_dir") from None
+    write_atomically(path, lambda f: f.write(text), hint="检查磁盘空间和目录权限, 或换一个 --out_dir")
 
 
 def check_overwrite(texts, overwrite):

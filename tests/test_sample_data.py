@@ -389,12 +389,14 @@ def test_disk_full_while_writing_is_one_line(tmp_path, monkeypatch):
     import data
     real = sample_data.write_atomically
 
-    def full_at_tokenizer(path, write, mode="w"):
-        if path.endswith("tokenizer.json"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(path, write, mode)
+    def disk_full(f):
+        f.write("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_at_tokenizer(path, write, *args, **kwargs):
+        return real(path, disk_full if path.endswith("tokenizer.json") else write, *args, **kwargs)
     monkeypatch.setattr(sample_data, "write_atomically", full_at_tokenizer)
-    with pytest.raises(SystemExit, match=r"^错误: 无法写入 .*tokenizer.json \(No space left on device\)。检查磁盘空间") as e:
+    with pytest.raises(SystemExit, match=r"^错误: 写不了 .*tokenizer.json \(No space left on device\)。检查磁盘空间") as e:
         data.create_sample(str(tmp_path), 0, 300)
     assert "\n" not in str(e.value)
     assert sorted(os.listdir(tmp_path)) == ["pretrain.txt", "pretrain_eval.txt", "sft_eval.jsonl", "sft_train.jsonl"]
