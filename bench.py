@@ -8,11 +8,12 @@
   - 生成 tokens/s: 32 个 token 的提示, batch 1, 贪心, 忽略结束符, 生成 200 个, 带与不带 KV cache。
   - 示例数据按训练器的方式组 batch (length_grouped_batches, batch 16) 后的 padding 比例; 分词器编码 MB/s。
 
-MFU 的分子按 "实际做了的矩阵乘" 计 (每个 token, 前向 + 反向):
+MFU 的分子是这一步训练要做的矩阵乘 (每个 token, 前向 + 反向), 我们和 HF 用同一个数, 所以 MFU 之比就是速度之比:
   - 可训练的 Linear 权重 N 个参数: 6N (前向 2N, 对输入求梯度 2N, 对权重求梯度 2N);
   - 冻结的 Linear (LoRA 时的底座): 4N —— 冻结的权重不需要权重梯度那次矩阵乘 (第 0 层的 q/k/v 连对输入的梯度
     也不用算, 只要 2N; 这里仍记 4N, 高估约 1~2%);
-  - lm_head 只乘在真正算了 logits 的位置上: 我们的模型只算 label 不是 -100 的位置 (这里约一半), HF 算全部;
+  - lm_head 只算 label 不是 -100 的位置 (这里约一半): loss 只要这些位置的 logits。我们的模型也只算这些;
+    HF 每个位置都算, 多做的那些不算进它的 MFU (按 issue 字面的 6N, lm_head 每个位置都算的话, 两边的 MFU 都高 8%–9%);
   - 注意力 (因果, 只算下三角那一半): 前向每层每 token 2·C·T (QK^T 与 AV 各 C·T), 训练 x3, 即 6·L·C·T。
   分母是本脚本现场量出的矩阵乘峰值: CPU 上 2048x2048 的 fp32 torch.mm, CUDA 上 8192x8192 的 bf16, 开头和每轮计时后
   各量一次, 取最好的一次。tokens/s 计入所有 token (含被掩码的一半)。
@@ -21,7 +22,7 @@ MFU 的分子按 "实际做了的矩阵乘" 计 (每个 token, 前向 + 反向):
 
 --compile 时另外量一遍 torch.compile 之后的训练 (只编译我们的实现, 与训练脚本的 --compile 相同), 连同含编译的预热用时。
 不做什么: 不测多卡、不测量化, 生成不编译。
-优化器: 我们用 trainer.make_optimizer (AdamW, 两组 weight decay, CUDA 上 fused); HF 一侧用 torch 默认的 AdamW。
+优化器: 两边都用 trainer.make_optimizer (AdamW, 两组 weight decay, CUDA 上 fused): 比的是模型代码, 不是优化器。
 
 运行:
     python bench.py                              # 默认形状, CPU 上约 2 分钟
@@ -48,7 +49,7 @@ import data
 from checkpoint import check_output_path, save_results_json
 from lora import apply_lora
 from model import GPT, get_config, pick_device
-from trainer import amp_dtype, autocast_for, below_minimum, make_optimizer, n_targets, peak_memory_mb
+from trainer import amp_dtype, autocast_for, below_minimum, make_optimizer, n_targets, peak_memory_mb, use_tf32
 
 TARGETS = {"full": None, "lora_qv": "q_proj,v_proj", "lora_all": "all-linear"}  # 三种训练配置 -> apply_lora 的目标
 TRAINER_SEED = 1337  # 训练脚本 --seed 的默认值: 第 0 个 epoch 的 batch 顺序由它决定
@@ -132,14 +133,19 @@ def build_hf(cfg, target, s, device):
                          num_key_value_heads=cfg.n_kv_head, head_dim=cfg.n_embd // cfg.n_head,
                          max_position_embeddings=cfg.max_seq_len, rms_norm_eps=cfg.norm_eps, rope_theta=cfg.rope_theta,
                          tie_word_embeddings=True, attention_bias=False, mlp_bias=False, hidden_act="silu",
-                         attention_dropout=cfg.dropout, attn_implementation="sdpa")
+                         attention_dropout=cfg.dropout, attn_implementation="sdpa",
+                         # 没有结束符: 生成时不必每步查停没停, 也不禁止 id 2 (LlamaConfig 默认 eos 是 2); pad 只为 generate 不报警
+                         bos_token_id=None, eos_token_id=None, pad_token_id=0)
     hf = LlamaForCausalLM(hf_cfg).to(device)
     # 模块名与 HF 一致, 只差 "model." 前缀 (lm_head 在外层); strict=True: 少一个、多一个都报错
     hf.load_state_dict({(k if k == "lm_head.weight" else "model." + k): v for k, v in ours.state_dict().items()})
     hf.eval()
     x, _ = make_batch(cfg, 2, min(64, cfg.max_seq_len), device)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # 核对用真正的 fp32: TF32 下两边各自的舍入就可能超过 1e-4
     with torch.no_grad():
         diff = (ours(x)[0] - hf(x).logits).abs().max().item()
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     if not diff < 1e-4:
         raise SystemExit(f"错误: 拷贝权重后我们与 HF 的 logits 最大相差 {diff:.2e} (bench.py build_hf)。两边的结构不一致, 对比没有意义")
     if target:
@@ -166,9 +172,8 @@ class TrainRun:
             self.model, self.diff = build_ours(self.cfg, target, s, device), None
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        # 优化器: 我们用训练器里的那个; HF 一侧用 torch 默认的 AdamW (HF Trainer 默认也是 torch 的 AdamW)
-        self.opt = (make_optimizer(self.model, 3e-4, 0.1, device) if s["impl"] == "ours"
-                    else torch.optim.AdamW(self.params))
+        # 两边同一个优化器 (训练器里的那个, CUDA 上 fused; HF Trainer 新版默认也是 fused AdamW): 比的是模型代码
+        self.opt = make_optimizer(self.model, 3e-4, 0.1, device)
         if s.get("compile"):  # 编译后的模块与原模型共享参数; 第一步前向、反向时才真正编译 (算在预热里)
             self.model = torch.compile(self.model)
         self.autocast, _ = autocast_for(device)  # CUDA 上两边都用同样的 bf16 autocast
@@ -199,8 +204,8 @@ class TrainRun:
         return time.perf_counter() - t0
 
     def info(self):
-        # 我们的模型只在有 label 的位置算 lm_head; HF 对所有位置都算
-        head_fraction = n_targets(self.labels).item() / self.labels.numel() if self.s["impl"] == "ours" else 1.0
+        # lm_head 只记有 label 的位置 (loss 要的): 两边同一个 FLOPs, HF 在其余位置多算的不记 (见文件开头)
+        head_fraction = n_targets(self.labels).item() / self.labels.numel()
         return {"tokens_per_run": self.labels.numel() * self.s["steps"], "peak_mem_mb": peak_memory_mb(self.device),
                 "base_mem_mb": self.base_mem,
                 "flops_per_token": train_flops_per_token(self.model, self.cfg, self.s["seq_len"], head_fraction),
@@ -225,10 +230,9 @@ class GenerateRun:
             self.generate(use_cache, 8)
 
     def generate(self, use_cache, n):
-        if self.s["impl"] == "hf":  # min_new_tokens = max_new_tokens: 一定生成满 n 个, 与我们忽略结束符一致
+        if self.s["impl"] == "hf":  # 模型没有结束符 (build_hf): 一定生成满 n 个, 与我们忽略结束符一致
             x = torch.tensor([self.prompt], device=self.device)
-            out = self.model.generate(x, do_sample=False, max_new_tokens=n, min_new_tokens=n, use_cache=use_cache,
-                                      pad_token_id=0)
+            out = self.model.generate(x, do_sample=False, max_new_tokens=n, use_cache=use_cache)
             return out[0, len(self.prompt):].tolist()
         return list(self.model.generate(self.prompt, max_new_tokens=n, temperature=0, eos_id=None, use_cache=use_cache))
 
@@ -280,6 +284,7 @@ def worker_main(spec):
     """子进程这一侧: 建好测量对象, 然后一行一个命令 (run / info), 一行一个结果。"""
     kind, s = json.loads(spec)
     torch.set_num_threads(s["threads"])
+    use_tf32(torch.device(s["device"]))
     obj = (TrainRun if kind == "train" else GenerateRun)(s)
     print("@bench null", flush=True)
     for line in sys.stdin:
@@ -425,8 +430,7 @@ def main():
         args.warmup, args.steps, args.repeats = 1, 1, 1
     device = pick_device(args.device)
     torch.set_num_threads(args.threads)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # 与 trainer 一致
+    use_tf32(device)  # 主进程 (--quick 时就在这里量) 和每个子进程 (worker_main) 都设, 与 trainer 一致
     cfg, big_cfg = get_config(args.preset), get_config(args.big_preset)
     if max(args.seq_len, args.prompt_len + args.gen_tokens) > min(cfg.max_seq_len, big_cfg.max_seq_len):
         raise SystemExit(f"错误: --seq_len {args.seq_len} 或 提示+生成 {args.prompt_len + args.gen_tokens} 超过了预设的 "
@@ -440,7 +444,7 @@ def main():
           f"每行前一半 label=-100; {'CUDA ' + precision(device) + ' autocast' if device.type == 'cuda' else 'fp32'}; "
           f"预热 {args.warmup} 步, {args.repeats} 次计时 x {args.steps} 步取中位数")
     print(f"LoRA: r={args.lora_r}, alpha={args.lora_alpha:g}, dropout={args.lora_dropout:g} (两边相同); 优化器: "
-          f"我们 trainer.make_optimizer, HF torch.optim.AdamW 默认参数; 两边都有梯度裁剪 1.0\n")
+          f"两边都是 trainer.make_optimizer; 两边都有梯度裁剪 1.0\n")
 
     if args.profile:
         if device.type != "cpu":

@@ -16,9 +16,13 @@ DEVICE=${DEVICE:-cuda}
 STEPS=${STEPS:-60}           # 每个训练脚本的优化步数
 BENCH_ARGS=${BENCH_ARGS:-}   # 追加给 bench.py 的参数
 W=$(mktemp -d -t gpu_check.XXXX)
+exec 3>&1 4>&2  # 留着原来的输出: 退出时先关掉 tee 的管道、等它写完日志, 再复制
 exec > >(tee "$W/gpu_check.log") 2>&1
+TEE=$!
 
 copy_out() {
+    exec 1>&3 2>&4
+    wait "$TEE" 2>/dev/null || true
     if [ -n "${OUT:-}" ]; then
         mkdir -p "$OUT"
         cp "$W"/*.log "$W"/*.json "$W"/*.csv "$W"/*.png "$OUT"/ 2>/dev/null || true
@@ -36,15 +40,17 @@ python -c "import torch; print('torch', torch.__version__, '| CUDA', torch.versi
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '没有可用的 CUDA')"
 HF=""
 if python -c "import transformers, peft" 2>/dev/null; then HF="--compare_hf"; fi
+# GPU 上默认形状的一步只要一两毫秒: 默认的 2 步一次计时太短, 量到的多是启动开销和抖动
+TIMING=(--warmup 5 --steps 30)
 
 step "1. bench.py: 默认形状 (5.8M 参数, batch 16 x 256) $HF"
-python bench.py --device "$DEVICE" $HF --json "$W/bench_default.json" $BENCH_ARGS
+python bench.py --device "$DEVICE" "${TIMING[@]}" $HF --json "$W/bench_default.json" $BENCH_ARGS
 
 step "2. bench.py: gpu 预设 (约 1 亿参数, batch 16 x 512), GPU 该有的 MFU 看这里"
 if [[ " $BENCH_ARGS " == *" --quick "* ]]; then
     echo "(BENCH_ARGS 里有 --quick: 它固定用 tiny 形状, 不能和 --preset gpu 一起用, 跳过这一步)"
 else
-    python bench.py --device "$DEVICE" --preset gpu --seq_len 512 $HF --json "$W/bench_gpu.json" $BENCH_ARGS
+    python bench.py --device "$DEVICE" --preset gpu --seq_len 512 "${TIMING[@]}" $HF --json "$W/bench_gpu.json" $BENCH_ARGS
 fi
 
 step "3. data.py --create_sample"

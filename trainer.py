@@ -131,6 +131,13 @@ def lr_at(step, total, args):
     return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def use_tf32(device):
+    """CUDA 上 fp32 的矩阵乘和卷积也用 TF32 张量核 (autocast 之外剩下的 fp32 运算; bench.py 也用它, 两边设置一致)。"""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def amp_dtype(device):
     """CUDA 上混合精度用的类型: 计算能力 8.0 (Ampere) 及以后的卡和 AMD 的 ROCm 用 bf16, 更老的卡 (T4、V100) 用 fp16;
     其他设备不用混合精度 (None)。不用 torch.cuda.is_bf16_supported(): 它默认把 "能模拟 bf16" 也算作支持, 老卡上就选了
@@ -247,9 +254,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
                           kinds=(out_kind,))
         for path in (resume_path, log_path, png_path, log_part, png_part):
             check_output_path(path, "--out 旁边的文件")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # 即使 fp32 的矩阵乘也用 TF32 张量核
-        torch.backends.cudnn.allow_tf32 = True
+    use_tf32(device)
     model.to(device).train()
     raw_model = model
     optimizer = make_optimizer(raw_model, args.lr, args.weight_decay, device)
