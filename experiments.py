@@ -10,7 +10,7 @@
     python experiments.py ablation   # SFT 从零开始 (--init scratch) 与不做掩码 (--no_mask)
     python experiments.py adapters   # 同一个底座上的两个适配器 (普通 / 猫咪口吻), 在 chat.py 里切换
     python experiments.py probe      # knowledge_unlock 和算术失败在哪: 直接问 vs 强制给出答案开头; 错题里几成是算术
-    python experiments.py arithmetic # 只练算术要多少训练才学得会 (2 核 CPU 上约 10 分钟)
+    python experiments.py arithmetic # 只练算术要多少训练才学得会 (3,000 步和 6,000 步, 2 核 CPU 上约 30 分钟)
     python experiments.py drills     # 在预训练文本里加几千道算式, 底座能学会算术吗
     python experiments.py topic      # 训练数据里没有 "先聊别的再问正事" 的对话时, 模型会怎样
     python experiments.py tokenizer  # 一个 token 最多几个汉字: 分词器怎样决定底座的知识能不能被问出来
