@@ -140,14 +140,16 @@ def build_hf(cfg, target, s, device):
     # 模块名与 HF 一致, 只差 "model." 前缀 (lm_head 在外层); strict=True: 少一个、多一个都报错
     hf.load_state_dict({(k if k == "lm_head.weight" else "model." + k): v for k, v in ours.state_dict().items()})
     hf.eval()
-    x, _ = make_batch(cfg, 2, min(64, cfg.max_seq_len), device)
+    x, labels = make_batch(cfg, 2, min(64, cfg.max_seq_len), device)
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False  # 核对用真正的 fp32: TF32 下两边各自的舍入就可能超过 1e-4
     with torch.no_grad():
         diff = (ours(x)[0] - hf(x).logits).abs().max().item()
+        # loss 也要一样: 两边对 labels 的理解 (模型内部错一位、-100 不计) 相同, 训练时比的才是同一件事
+        diff = max(diff, (ours(x, labels)[1] - hf(input_ids=x, labels=labels).loss).abs().item())
     torch.backends.cuda.matmul.allow_tf32 = tf32
     if not diff < 1e-4:
-        raise SystemExit(f"错误: 拷贝权重后我们与 HF 的 logits 最大相差 {diff:.2e} (bench.py build_hf)。两边的结构不一致, 对比没有意义")
+        raise SystemExit(f"错误: 拷贝权重后我们与 HF 的 logits 或 loss 最大相差 {diff:.2e} (bench.py build_hf)。两边的结构不一致, 对比没有意义")
     if target:
         from peft import LoraConfig, get_peft_model
         targets = "all-linear" if target == "all-linear" else target.split(",")
@@ -530,7 +532,7 @@ def report(args, res):
         diff = max(r["logits_diff"] for r in [hf_gen, *hf_train.values()])
         print(f"  HF generate() {hf_gen['cache_tokens_per_s']:,.0f} tok/s, 我们/HF "
               f"{ratio(gen['cache_tokens_per_s'], hf_gen['cache_tokens_per_s'])}; 两边贪心输出前 {same} 个 token 相同")
-        print(f"  拷贝权重后 logits 最大差 {diff:.2e} (要求 < 1e-4)")
+        print(f"  拷贝权重后 logits 和 loss 的最大差 {diff:.2e} (要求 < 1e-4)")
     print(f"\npadding 比例 {res['pad']:.1%} (batch {res['pad_batch']}, length_grouped_batches; 数据: {res['data_note']})")
     print(f"分词器编码 {res['tok_mb_s']:.2f} MB/s")
 

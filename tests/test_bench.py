@@ -61,7 +61,7 @@ def test_quick_run_writes_documented_json(data_dir, tmp_path):
     assert res["padding_fraction"] == pytest.approx(data.padding_fraction(ds.lengths, batches))
     assert "(batch 16," in r.stdout
     if HAS_HF:
-        assert "logits 最大差" in r.stdout
+        assert "logits 和 loss 的最大差" in r.stdout
         assert set(res["hf"]) == {"train", "generate"}
         assert set(res["hf"]["train"]) == {"full", "lora_qv", "lora_all"}
         assert set(res["hf"]["generate"]) == {"cache_tokens_per_s"}
