@@ -134,8 +134,9 @@ def build_hf(cfg, target, s, device):
                          max_position_embeddings=cfg.max_seq_len, rms_norm_eps=cfg.norm_eps, rope_theta=cfg.rope_theta,
                          tie_word_embeddings=True, attention_bias=False, mlp_bias=False, hidden_act="silu",
                          attention_dropout=cfg.dropout, attn_implementation="sdpa",
-                         # 没有结束符: 生成时不必每步查停没停, 也不禁止 id 2 (LlamaConfig 默认 eos 是 2); pad 只为 generate 不报警
-                         bos_token_id=None, eos_token_id=None, pad_token_id=0)
+                         # 没有结束符: 生成时不必每步查停没停, 也不禁止 id 2 (LlamaConfig 默认 eos 是 2);
+                         # 也没有 pad (有的话, 提示里等于 pad 的 token 会被 generate 当成 padding 遮掉)
+                         bos_token_id=None, eos_token_id=None, pad_token_id=None)
     hf = LlamaForCausalLM(hf_cfg).to(device)
     # 模块名与 HF 一致, 只差 "model." 前缀 (lm_head 在外层); strict=True: 少一个、多一个都报错
     hf.load_state_dict({(k if k == "lm_head.weight" else "model." + k): v for k, v in ours.state_dict().items()})
@@ -143,11 +144,13 @@ def build_hf(cfg, target, s, device):
     x, labels = make_batch(cfg, 2, min(64, cfg.max_seq_len), device)
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False  # 核对用真正的 fp32: TF32 下两边各自的舍入就可能超过 1e-4
-    with torch.no_grad():
-        diff = (ours(x)[0] - hf(x).logits).abs().max().item()
-        # loss 也要一样: 两边对 labels 的理解 (模型内部错一位、-100 不计) 相同, 训练时比的才是同一件事
-        diff = max(diff, (ours(x, labels)[1] - hf(input_ids=x, labels=labels).loss).abs().item())
-    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        with torch.no_grad():
+            diff = (ours(x)[0] - hf(x).logits).abs().max().item()
+            # loss 也要一样: 两边对 labels 的理解 (模型内部错一位、-100 不计) 相同, 训练时比的才是同一件事
+            diff = max(diff, (ours(x, labels)[1] - hf(input_ids=x, labels=labels).loss).abs().item())
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     if not diff < 1e-4:
         raise SystemExit(f"错误: 拷贝权重后我们与 HF 的 logits 或 loss 最大相差 {diff:.2e} (bench.py build_hf)。两边的结构不一致, 对比没有意义")
     if target:

@@ -34,7 +34,7 @@ def run_main(main):
         sys.stdout.reconfigure(errors="replace")
     if os.environ.get("RANK", "0") != "0":
         # torchrun 的其他进程 (rank 1, 2, …): 读数据、建模型时的那些提示, 只由 rank 0 说一遍。错误走 stderr, 照样看得见
-        sys.stdout = open(os.devnull, "w")
+        sys.stdout = open(os.devnull, "w", encoding="utf-8", errors="replace")
     try:
         main()
     except KeyboardInterrupt:
@@ -79,9 +79,9 @@ def write_atomically(path, write, mode="w", hint="检查路径、权限和磁盘
     (磁盘满、Ctrl-C、断电) 时, path 上要么是原来的内容, 要么是完整的新内容, 不会是半个文件; 半个临时文件也删掉。
     write(f) 往打开的临时文件里写; mode "w" 是 UTF-8 文本 (换行一律 \n), "wb" 是二进制。
     写不了 (磁盘满、没有权限, 即 OSError) 时一行错误 "写不了 path (原因)。hint" 并退出; 其他异常原样抛出。"""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
             write(f)
             f.flush()

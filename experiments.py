@@ -333,7 +333,8 @@ def exp_arithmetic(fresh, n_train=20000, steps=3000):
     # 同样的数据和设置, 练 steps 步和两倍的步数 (两个独立的训练, 各自的余弦学习率都走完一整轮)
     ariths = [train(name, "train_sft.py", "--data_path", train_path, "--eval_path", eval_path,
                     "--max_steps", str(n), "--batch_size", "32", "--lr", "1e-3", fresh=fresh)
-              for name, n in (("sft_arith_only", steps), (f"sft_arith_{2 * steps}", 2 * steps))]
+              # 名字带 "noinv": f5b858a 之前的 runs/sft_arith_*.pt 是在没避开逆运算的题上训练的, 不能被当成已训练过的拿来复用
+              for name, n in ((f"arith_noinv_{steps}", steps), (f"arith_noinv_{2 * steps}", 2 * steps))]
     ev = evaluate([sft["path"]] + [a["path"] for a in ariths], "arithmetic", "--data_path", eval_path, "--ppl_blocks", "0")
 
     def minutes(m):  # 旧版本训练出的 runs/*.pt 没有记录用时
