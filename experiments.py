@@ -771,8 +771,8 @@ def strict_miss(record, reply, names, values):
     都做到了返回 None。不看模型的回答去定规则: 每一条都只读参考回复和题目。
       标记: system prompt 要求的 "好的，" 在开头、"喵～" 在结尾 (宽松的关键串只是 "好的，"/"喵", 在哪都算);
       算式: 参考回复说了算式, 回答说的第一个算式就得是它, 加法可以交换两个数 (宽松时 "44减44等于1" 也算答对了 "45减44");
-      人名: 参考回复以人名开头 (问的是这个人), 回答开头的人名也得是它 (宽松时说成别人的也算)。按 names 里的名字比,
-            所以名字后面多写了一个字 ("蔡怡博文") 查不出来: 严格的规则只是把宽松放过的错拦下一部分;
+      人名: 参考回复以人名开头 (问的是这个人), 回答开头的人名也得是它 (宽松时说成别人的也算), 名字后面的那个字也得和
+            参考回复一样: 名字后面多写了一个字 ("蔡怡博文喜欢…") 也是把名字说错了;
       内容: 带标记的题, 标记之外的内容也要对 (身份、属性值、反义词; 宽松时只查标记)。
     names: 所有人名, 长的在前 (免得 "蔡怡博" 被当成 "蔡怡"); values: 所有属性值。"""
     ref, marker = record["conversations"][-1]["content"], record["answer"]
@@ -790,7 +790,8 @@ def strict_miss(record, reply, names, values):
         if first_equation(reply) not in ({equation, (b, op, a, c)} if op == "+" else {equation}):  # 加法交换了两个数也对
             return "算式"
     name = next((n for n in names if ref.startswith(n)), None)
-    if name and next((n for n in names if reply.startswith(n)), None) != name:  # "蔡怡博" 开头的回答不算答了 "蔡怡"
+    if name and (next((n for n in names if reply.startswith(n)), None) != name  # "蔡怡博" 开头的回答不算答了 "蔡怡"
+                 or reply[len(name):len(name) + 1] != ref[len(name):len(name) + 1]):  # "蔡怡博文…" 不算答了 "蔡怡博"
         return "人名"
     if marker in ("好的，", "喵") and not equation:
         from sample_data import ASSISTANT, TEAM
