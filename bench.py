@@ -398,7 +398,7 @@ def main():
     p.add_argument("--lora_dropout", type=float, default=0.05, help="LoRA 旁路输入上的 dropout")
     # 其他
     p.add_argument("--data_dir", default=data.DATA_DIR, help="示例数据目录 (sft_train.jsonl 与 tokenizer.json)")
-    p.add_argument("--compile", action="store_true", help="另外量一遍 torch.compile 之后的训练速度 (只编译我们的实现; 报告含编译的预热用时)")
+    p.add_argument("--compile", action="store_true", help="另外量一遍 torch.compile 之后的训练速度 (报告含编译的预热用时); 和 --compare_hf 一起时 HF 也编译一份, 比两边都编译后的速度")
     p.add_argument("--profile", action="store_true", help="只剖析: 我们的训练步和生成的时间按算子归类 (矩阵乘/注意力/...), 不计时")
     p.add_argument("--compare_hf", action="store_true", help="同时测 transformers + PEFT 并打印比值 (需要 pip install -r requirements-bench.txt)")
     p.add_argument("--json", help="把结果写成 JSON 文件")
@@ -469,14 +469,16 @@ def main():
         return Worker(kind, s) if not args.quick else (TrainRun if kind == "train" else GenerateRun)(s)
 
     impls = ["ours", "hf"] if args.compare_hf else ["ours"]
-    train, hf_train, compiled = {}, {}, {}
+    train, hf_train, compiled, hf_compiled = {}, {}, {}, {}
     for mode in TARGETS:
         spec = dict(base, mode=mode, preset=args.preset, batch_size=args.batch_size, seq_len=args.seq_len)
         runs = {impl: start("train", dict(spec, impl=impl)) for impl in impls}
-        if args.compile:  # 同一份权重和 batch, 只多一步 torch.compile; 和另外几个交替计时
-            runs["compiled"] = start("train", dict(spec, impl="ours", compile=True))
+        if args.compile:  # 同一份权重和 batch, 只多一步 torch.compile; 和另外几个交替计时。
+            # HF 也编译一份: 只拿我们编译后的和 HF 不编译的比, 不公平 (谁都可以 torch.compile)
+            for impl in impls:
+                runs[{"ours": "compiled", "hf": "hf_compiled"}[impl]] = start("train", dict(spec, impl=impl, compile=True))
         times, infos = measure(runs, [(name, None) for name in runs], args.repeats, probe)
-        for name, out in (("ours", train), ("hf", hf_train), ("compiled", compiled)):
+        for name, out in (("ours", train), ("hf", hf_train), ("compiled", compiled), ("hf_compiled", hf_compiled)):
             if name in runs:
                 out[mode] = dict(infos[name], tokens_per_s=infos[name]["tokens_per_run"] / times[name, None])
     big = {}
@@ -493,7 +495,7 @@ def main():
                                                "ids": infos["hf"]["ids"], "logits_diff": infos["hf"]["logits_diff"]}
     pad, tok_mb_s, data_note = data_figures(args.data_dir, pad_batch, pad_len, args.repeats)
 
-    res = dict(peak=max(peaks), peaks=peaks, mm_size=mm_size, train=train, hf_train=hf_train, compiled=compiled,
+    res = dict(peak=max(peaks), peaks=peaks, mm_size=mm_size, train=train, hf_train=hf_train, compiled=compiled, hf_compiled=hf_compiled,
                big=big, gen=gen, hf_gen=hf_gen, pad=pad, pad_batch=pad_batch, tok_mb_s=tok_mb_s, data_note=data_note, device=device)
     report(args, res)
     if args.json is not None:
@@ -523,6 +525,10 @@ def report(args, res):
         r = train[mode]
         print(f"  torch.compile {mode:10s} {c['tokens_per_s']:7,.0f} tok/s, MFU {mfu(c, peak):.1%} (编译前的 "
               f"{ratio(c['tokens_per_s'], r['tokens_per_s'])}); 预热 {args.warmup} 步 {c['warmup_s']:.1f} s, 不编译时 {r['warmup_s']:.1f} s")
+        if mode in res["hf_compiled"]:
+            h = res["hf_compiled"][mode]
+            print(f"    HF 编译后 {h['tokens_per_s']:,.0f} tok/s (编译前的 {ratio(h['tokens_per_s'], hf_train[mode]['tokens_per_s'])}; "
+                  f"预热 {h['warmup_s']:.1f} s), 两边都编译: 我们/HF {ratio(c['tokens_per_s'], h['tokens_per_s'])}")
     fb, qb = res["big"]["full"], res["big"]["lora_qv"]
     print(f"\n{args.big_preset} 预设 ({fb['params'] / 1e6:.1f}M 参数, batch {args.big_batch_size} x {args.seq_len}) 峰值内存: "
           f"全参 {fb['peak_mem_mb']:,.0f} MB, LoRA q,v {qb['peak_mem_mb']:,.0f} MB "
@@ -566,6 +572,9 @@ def summary(res, compare_hf):
     if compare_hf:
         out["hf"] = {"train": {m: {"tokens_per_s": r["tokens_per_s"]} for m, r in res["hf_train"].items()},
                      "generate": {"cache_tokens_per_s": res["hf_gen"]["cache_tokens_per_s"]}}
+        if res["hf_compiled"]:
+            out["hf"]["compiled"] = {m: {"tokens_per_s": r["tokens_per_s"], "warmup_s": r["warmup_s"]}
+                                     for m, r in res["hf_compiled"].items()}
     return out
 
 

@@ -114,8 +114,8 @@ def test_bad_json_path_is_one_line_before_measuring(tmp_path, where):
 
 
 def test_compile_flag_reports_compiled_training(data_dir, tmp_path, monkeypatch, capsys):
-    """--compile 多量一遍编译后的训练 (三种配置各一个), 打印在表里, 也写进 JSON。真编译要几十秒: 这里把 torch.compile
-    换成原样返回, 只测这条管线 (--quick 不开子进程, 所以 monkeypatch 管用)。"""
+    """--compile 多量一遍编译后的训练 (三种配置各一个; 有 --compare_hf 时 HF 也编译一份), 打印在表里, 也写进 JSON。
+    真编译要几十秒: 这里把 torch.compile 换成原样返回, 只测这条管线 (--quick 不开子进程, 所以 monkeypatch 管用)。"""
     import torch
     import bench
     compiled = []
@@ -123,15 +123,17 @@ def test_compile_flag_reports_compiled_training(data_dir, tmp_path, monkeypatch,
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # 别把整个 pytest 进程改成 1 个线程
     out = tmp_path / "bench.json"
     monkeypatch.setattr(sys, "argv", ["bench.py", "--quick", "--compile", "--device", "cpu", "--data_dir", str(data_dir),
-                                      "--json", str(out)])
+                                      "--json", str(out)] + (["--compare_hf"] if HAS_HF else []))
     bench.main()
-    assert len(compiled) == 3
+    assert len(compiled) == (6 if HAS_HF else 3)
     printed = capsys.readouterr().out
     assert all(f"torch.compile {mode}" in printed for mode in ("full", "lora_qv", "lora_all"))
     res = json.loads(out.read_text())
     assert set(res["compiled"]) == {"full", "lora_qv", "lora_all"}
     for r in res["compiled"].values():
         assert set(r) == {"tokens_per_s", "mfu", "warmup_s"} and r["tokens_per_s"] > 0 and r["warmup_s"] > 0
+    if HAS_HF:
+        assert printed.count("两边都编译: 我们/HF") == 3 and set(res["hf"]["compiled"]) == {"full", "lora_qv", "lora_all"}
 
 
 def test_profile_shares_sum_to_one_and_find_the_optimizer():
