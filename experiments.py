@@ -33,7 +33,7 @@ from collections import Counter
 
 from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 from checkpoint import load_checkpoint
-from sample_data import equations, inverses
+from sample_data import arith_pairs, equations, inverses
 
 RUNS = "runs"
 BASE = "checkpoints/base_model.pt"
@@ -318,7 +318,6 @@ def exp_arithmetic(fresh, n_train=20000, steps=3000):
     学习率 1e-3 (算术题的训练次数约是课程 SFT 的 14 倍), 只在 arithmetic 这 120 道评估题上打分。
     训练题避开评估的算式对, 也避开它们的逆运算: 问 "45减37", 训练里有 "45减8等于37" 的话, 答案就等于练过了
     (和课程的 SFT 数据同一条规则, 见 sample_data.inverses)。"""
-    from sample_data import arith_pairs
     train_path, eval_path = os.path.join(RUNS, "sft_train_arith.jsonl"), os.path.join(RUNS, "sft_eval_arith.jsonl")
     with open("data/sft_eval.jsonl", encoding="utf-8") as src:
         evals = [line for line in src if json.loads(line).get("category") == "arithmetic"]
@@ -398,23 +397,20 @@ def exp_topic(fresh):
             {"runs": runs, "eval": ev})
 
 
-def exp_drills(fresh, n_paragraphs=600):
-    """算术能不能在预训练里学会? 在 data/pretrain.txt 后面加 600 段纯算式 (每段 6–10 道, 如 "47+19=66，52减29等于23",
-    操作数只用训练那一半, 共约 4,800 道), 用默认设置重新预训练, 再做默认的 SFT。看两处: 底座能不能接出留出算式的结果
-    ("47加19等于" -> "66"), 以及 SFT 之后的 arithmetic。要重新预训练, 是最慢的一个实验。"""
+def heldout_probes(world):
+    """drills 实验里底座要接的留出算式: 每个留出对一道加法、一道大减小, [(a, "+" 或 "-", b, c), ...]。"""
+    return [eq for x, y in world.heldout for eq in ((x, "+", y, x + y), (max(x, y), "-", min(x, y), abs(x - y)))]
+
+
+def drill_paragraphs(world, evals, n_paragraphs):
+    """drills 实验加进预训练文本的 n_paragraphs 段纯算式 (每段 6–10 道, 如 "47+19=66，52减29等于23")。
+    操作数只用训练那一半; 评估集 (evals: 评估记录) 里出现过的算式对一道也不加 (含多轮追问),
+    底座要接的留出算式 (heldout_probes) 和评估集里的算式, 它们的逆运算也一道不加。"""
     import random
-    import torch
-    from checkpoint import load_model
-    from pretrain import PretrainDataset
-    from data import load_tokenizer
-    from sample_data import World, arith_pairs
-    world, rng = World(0), random.Random("drills")
-    with open("data/sft_eval.jsonl", encoding="utf-8") as f:
-        evals = [json.loads(line) for line in f if line.strip()]
-    asked = arith_pairs(json.dumps([r for r in evals if r.get("category") == "arithmetic"], ensure_ascii=False))
-    if not asked <= world.heldout_set:
-        raise SystemExit("错误: data/sft_eval.jsonl 的算术题不是默认 seed 的留出算式。请重新生成: python data.py --create_sample")
-    banned = arith_pairs(json.dumps(evals, ensure_ascii=False))  # 评估集里出现过的任何算式 (含多轮追问), 一道也不加
+    rng = random.Random("drills")
+    banned = arith_pairs(json.dumps(evals, ensure_ascii=False))
+    asked = heldout_probes(world) + [eq for r in evals for m in r["conversations"] for eq in equations(m["content"])]
+    banned_eqs = set().union(*(inverses(eq) for eq in asked))
     forms = {"+": ["{a}+{b}={c}", "{a}加{b}等于{c}"], "-": ["{a}-{b}={c}", "{a}减{b}等于{c}"]}
     drills = []
     for _ in range(n_paragraphs):
@@ -422,24 +418,49 @@ def exp_drills(fresh, n_paragraphs=600):
         for _ in range(rng.randint(6, 10)):
             op = "+" if rng.random() < 0.6 else "-"
             a, b, c = world.operands(rng, "train", op)
-            if tuple(sorted((a, b))) not in banned:
+            if tuple(sorted((a, b))) not in banned and (a, op, b, c) not in banned_eqs:
                 eqs.append(rng.choice(forms[op]).format(a=a, b=b, c=c))
         drills.append("，".join(eqs) + "。")
-    path, base_d = pretrain_variant("drills", read_pretrain_text() + "\n".join(drills) + "\n", fresh)
-    sft_d = train("sft_drills", "train_sft.py", "--init", base_d["path"], fresh=fresh)
+    return "\n".join(drills)
+
+
+def exp_drills(fresh, n_paragraphs=600):
+    """算术能不能在预训练里学会? 在 data/pretrain.txt 后面加 600 段纯算式 (每段 6–10 道, 如 "47+19=66，52减29等于23",
+    操作数只用训练那一半, 共约 4,000 道), 用默认设置重新预训练, 再做默认的 SFT。看两处: 底座能不能接出留出算式的结果
+    ("47加19等于" -> "66"), 以及 SFT 之后的 arithmetic。要重新预训练, 是最慢的一个实验。
+    加的算式也避开底座要接的 600 道留出算式和评估集里算式的逆运算: 文本里说过 "45减8等于37", 接 "45减37等于" 就等于见过答案
+    (sample_data.inverses)。课程自己的预训练文本只为评估集避开了逆运算, 所以底座接留出算式只数两份文本里都没说过逆运算的那些。"""
+    import torch
+    from checkpoint import load_model
+    from pretrain import PretrainDataset
+    from data import load_tokenizer
+    from sample_data import World
+    world = World(0)
+    with open("data/sft_eval.jsonl", encoding="utf-8") as f:
+        evals = [json.loads(line) for line in f if line.strip()]
+    asked = arith_pairs(json.dumps([r for r in evals if r.get("category") == "arithmetic"], ensure_ascii=False))
+    if not asked <= world.heldout_set:
+        raise SystemExit("错误: data/sft_eval.jsonl 的算术题不是默认 seed 的留出算式。请重新生成: python data.py --create_sample")
+    probed = heldout_probes(world)
+    drill_text = drill_paragraphs(world, evals, n_paragraphs)
+    # 名字带 "noinv": 之前的 runs/*drills.pt 是在没避开逆运算的算式上训练的, 不能被当成已训练过的拿来复用
+    path, base_d = pretrain_variant("drills_noinv", read_pretrain_text() + drill_text + "\n", fresh)
+    sft_d = train("sft_drills_noinv", "train_sft.py", "--init", base_d["path"], fresh=fresh)
     sft = train("sft_full", "train_sft.py", fresh=fresh)
     ev = evaluate([sft["path"], sft_d["path"]], "drills")
 
+    said = set(equations(read_pretrain_text() + drill_text))
+    clean = [eq for eq in probed if not inverses(eq) & said]  # 两份预训练文本里都没说过逆运算的
+
     def completes(ckpt):
-        """底座接留出算式: 喂 "a加b等于" (减法 "a减b等于"), 贪心接出的开头是不是正确结果。每种 300 道。"""
+        """底座接留出算式: 喂 "a加b等于" (减法 "a减b等于"), 贪心接出的开头是不是正确结果 (clean 里的加法、减法各算一个比例)。"""
         model, tok, _ = load_model(ckpt)
         hits = {}
         with torch.inference_mode():
-            for x, y in world.heldout:
-                for op, a, b, c in (("+", x, y, x + y), ("-", max(x, y), min(x, y), abs(x - y))):
-                    prompt = [tok.eot_id] + tok.encode(f"{a}{'加' if op == '+' else '减'}{b}等于")
-                    out = tok.decode(list(model.generate(prompt, 5, temperature=0, eos_id=tok.eot_id)))
-                    hits.setdefault(op, []).append(out.startswith(str(c)) and not out[len(str(c)):][:1].isdigit())
+            for a, op, b, c in clean:
+                prompt = [tok.eot_id] + tok.encode(f"{a}{'加' if op == '+' else '减'}{b}等于")
+                out = tok.decode(list(model.generate(prompt, 5, temperature=0, eos_id=tok.eot_id)))
+                hits.setdefault(op, []).append(out.startswith(str(c)) and not out[len(str(c)):][:1].isdigit())
         return {op: sum(v) / len(v) for op, v in hits.items()}
 
     tok = load_tokenizer()
@@ -451,8 +472,12 @@ def exp_drills(fresh, n_paragraphs=600):
         rows.append([label, f"{n_tok:,}", f"{pct(c['+'])} / {pct(c['-'])}", pct(e["categories"]["arithmetic"]),
                      pct(e["overall"]), pct(e["categories"]["knowledge_unlock"])])
         raw[label] = {"pretrain_tokens": n_tok, "base_completes": c, "sft_eval": e}
-    md = table(["预训练文本", "每个 epoch 的 token", "底座接留出算式 (加 / 减)", "SFT 后 arithmetic", "SFT 后总体",
-                "SFT 后 knowledge_unlock"], rows)
+    n_op = {op: sum(eq[1] == op for eq in clean) for op in "+-"}
+    md = table(["预训练文本", "每个 epoch 的 token", f"底座接留出算式 (加 {n_op['+']} 道 / 减 {n_op['-']} 道)", "SFT 后 arithmetic",
+                "SFT 后总体", "SFT 后 knowledge_unlock"], rows)
+    md += (f"\n\n加的算式: {len(equations(drill_text)):,} 道 (避开了评估集的算式、底座要接的 600 道留出算式和它们的逆运算); "
+           f"底座要接的 600 道里, 逆运算在课程的预训练文本里说过的 {len(probed) - len(clean)} 道不算")
+    raw["drill_equations"], raw["probed_clean"] = len(equations(drill_text)), len(clean)
     return md, raw
 
 

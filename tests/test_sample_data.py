@@ -164,6 +164,18 @@ def test_arithmetic_only_data_avoids_eval_pairs_and_inverses(world):
     assert not pairs_in(evals) & pairs_in(text)
 
 
+def test_drill_equations_avoid_eval_pairs_and_the_inverses_of_what_is_asked(world):
+    """experiments.py drills 加进预训练文本的算式也守这两条: 没有评测的算式对; 评测里的算式和底座要接的 600 道留出算式,
+    连同它们的逆运算, 一道也没说过 (否则 "底座接留出算式" 量的就有一部分是背下来的逆运算)。"""
+    from experiments import drill_paragraphs, heldout_probes
+    w = sample_data.World(0)
+    text = drill_paragraphs(w, world["eval"], 200)
+    asked = "\n".join([m["content"] for r in world["eval"] for m in r["conversations"]]
+                      + [f"{a}{op}{b}={c}" for a, op, b, c in heldout_probes(w)])
+    assert len(facts(text)) > 1000 and len(facts(asked)) > 600 and not facts(asked) & trained_facts(text)
+    assert not pairs_in(asked) & pairs_in(text)
+
+
 def test_held_out_questions_never_answered_in_training_even_under_a_system_prompt(world):
     """上一个测试比的是整个提示; 这里只比 (问题, 回答) 这一对, 去掉系统提示要求的 "好的，"/"喵～" 标记
     (experiments.leaked_items, experiments.py strict 也用它): 本该留出的几类里, 评估题的问答不能在训练数据里出现,
