@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -168,7 +169,9 @@ def test_gpu_check_passes_only_flags_the_scripts_know(tmp_path):
     calls = [line.split() for line in calls_file.read_text(encoding="utf-8").splitlines()]
     scripts = sorted({c[0] for c in calls})
     assert scripts == ["bench.py", "chat.py", "data.py", "evaluate.py", "pretrain.py", "train_lora.py", "train_sft.py"]
-    for script in scripts:
-        help_text = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # 每个 --help 都要先花一两秒导入 torch: 同时跑
+        helps = list(pool.map(lambda script: subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True,
+                                                            text=True).stdout, scripts))
+    for script, help_text in zip(scripts, helps):
         used = {t for c in calls if c[0] == script for t in c[1:] if t.startswith("--")}
         assert used <= set(re.findall(r"--[a-z_]+", help_text)), (script, used - set(re.findall(r"--[a-z_]+", help_text)))

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -79,6 +80,19 @@ def run(script, cwd, *args, check=True, timeout=120):
     if check and r.returncode != 0:
         raise AssertionError(f"{script} {args} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
+
+
+def run_parallel(cwd, *commands):
+    """几条互不相干的脚本调用 (每条是 (脚本, 参数...)) 同时跑, 按顺序返回结果 (不查退出码)。
+    每条都要先花一两秒导入 torch, 一条接一条跑, 报错路径的测试就占了整个测试的一大块; 有几个核就同时跑几条。"""
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda c: run(c[0], cwd, *c[1:], check=False), commands))
+
+
+def assert_errors(cwd, cases):
+    """cases: [((脚本, 参数...), 错误里应有的话), ...], 同时跑, 每条都是一行错误。"""
+    for r, (_, pattern) in zip(run_parallel(cwd, *(command for command, _ in cases)), cases):
+        assert_one_line_error(r, pattern)
 
 
 def assert_one_line_error(r, pattern):
@@ -302,12 +316,12 @@ def test_every_script_uses_the_shared_parser():
         with open(script, encoding="utf-8") as f:
             source = f.read()
         assert "make_parser(" in source and "ArgumentParser(" not in source, script
-    help_text = subprocess.run([sys.executable, "train_lora.py", "--help"], capture_output=True, text=True).stdout
-    assert "(默认: 8)" in help_text and "(默认: 0.01)" in help_text  # --lora_r, --lr
+    lora_help, data_help, chat_help, r = run_parallel(ROOT, ("train_lora.py", "--help"), ("data.py", "--help"),
+                                                      ("chat.py", "--help"), ("train_lora.py", "--r", "8"))
+    assert "(默认: 8)" in lora_help.stdout and "(默认: 0.01)" in lora_help.stdout  # --lora_r, --lr
     # 默认 0 也写出来 (0 == False, 不能拿 "in (None, False)" 判断); 默认是空列表的不写
-    assert "(从 0 开始) (默认: 0)" in subprocess.run([sys.executable, "data.py", "--help"], capture_output=True, text=True).stdout
-    assert "(默认: [])" not in subprocess.run([sys.executable, "chat.py", "--help"], capture_output=True, text=True).stdout
-    r = subprocess.run([sys.executable, "train_lora.py", "--r", "8"], capture_output=True, text=True)
+    assert "(从 0 开始) (默认: 0)" in data_help.stdout
+    assert "(默认: [])" not in chat_help.stdout
     assert r.returncode == 2 and "unrecognized arguments: --r 8" in r.stderr
 
 
@@ -608,47 +622,45 @@ def test_train_lora_end_to_end(base, tmp_path):
 
 
 def test_script_errors(base, tmp_path):
-    assert_one_line_error(run("train_sft.py", base, "--init", str(tmp_path / "nope.pt"), check=False), "找不到底座模型")
-    assert_one_line_error(run("train_sft.py", base, "--data_path", str(tmp_path / "nope.jsonl"), check=False), "找不到数据文件")
-    assert_one_line_error(run("train_lora.py", base, "--target_modules", "qkv", check=False), "没有匹配到任何 Linear 层")
-    assert_one_line_error(run("train_sft.py", base, "--batch_size", "0", check=False), "--batch_size 必须 >= 1, 收到 0")
-    assert_one_line_error(run("pretrain.py", base, "--lr", "-1", "--save_interval", "0", check=False),
-                          "--save_interval 必须 >= 1, 收到 0; --lr 必须在 0 到 1 之间 (不含 0), 收到 -1.0")
-    # 会在训练中途溢出、或把 NaN 存进模型的数值: 开训之前就拒绝
-    assert_one_line_error(run("train_sft.py", base, "--weight_decay", "inf", "--lr", "1e39", "--seed", str(2**64), check=False),
-                          "--lr 必须在 0 到 1 之间 (不含 0), 收到 1e+39; --weight_decay 必须是有限的非负数, 收到 inf; "
-                          "--seed 必须在 0 到 2^63-1 之间")
-    assert_one_line_error(run("train_sft.py", base, "--resume", "--out", str(tmp_path / "x.pt"), check=False), "找不到续训状态")
-    assert_one_line_error(run("train_lora.py", base, "--lora_alpha", "nan", check=False), "LoRA 设置不合法")
-    assert_one_line_error(run("data.py", base, "--check", "data/sft_train.jsonl", "--max_length", "0", check=False),
-                          "--max_length 必须 >= 1")
-    # 训练脚本也一样 (以前读完数据才说 "没有能放进 --max_length 0 的对话。调大 --max_length")
-    assert_one_line_error(run("train_lora.py", base, "--max_length", "0", check=False), "--max_length 必须 >= 1, 收到 0")
-    if not torch.cuda.is_available():
-        # 设备在读数据、建模型之前就查: 数据路径也写错时, 先说的是 CUDA
-        assert_one_line_error(run("train_sft.py", base, "--device", "cuda", "--data_path", "nope.jsonl", check=False), "CUDA")
-    (tmp_path / "text.pt").write_text("not a checkpoint")
-    assert_one_line_error(run("train_sft.py", base, "--init", str(tmp_path / "text.pt"), check=False), "损坏或被截断")
-    # 会毁掉已有文件、或者训练完才失败的输入: 开训之前就停下
     before = (base / "checkpoints/base_model.pt").read_bytes()
-    assert_one_line_error(run("train_lora.py", base, "--out", "checkpoints/base_model.pt", check=False), "会覆盖底座")
-    assert (base / "checkpoints/base_model.pt").read_bytes() == before
-    assert_one_line_error(run("train_sft.py", base, "--out", str(tmp_path), check=False), "是目录")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
     (tmp_path / "lora_merged.pt").write_bytes(before)  # 底座恰好叫 *_merged.pt: --merge 另存的路径就是它
-    assert_one_line_error(run("train_lora.py", base, "--init", str(tmp_path / "lora_merged.pt"), "--merge",
-                              "--out", str(tmp_path / "lora_adapter.pt"), check=False), "会覆盖底座")
-    assert (tmp_path / "lora_merged.pt").read_bytes() == before and not (tmp_path / "lora_adapter.pt").exists()
-    # --merge 的路径只改文件名: 目录名里恰好有 "_adapter_merged" 也不动它 (合并的模型放在适配器旁边, 这里就是底座)
     folder = tmp_path / "run_adapter_merged_v1"
     folder.mkdir()
     (folder / "lora_merged.pt").write_bytes(before)
-    assert_one_line_error(run("train_lora.py", base, "--init", str(folder / "lora_merged.pt"), "--merge",
-                              "--out", str(folder / "lora_adapter.pt"), check=False), "会覆盖底座")
-    assert_one_line_error(run("train_sft.py", base, "--eval_path", str(tmp_path / "typo.jsonl"), check=False),
-                          f"找不到验证数据 {tmp_path / 'typo.jsonl'}")
     (tmp_path / "latin1.jsonl").write_bytes("{}\n\xe9t\xe9\n".encode("latin-1"))
-    assert_one_line_error(run("train_sft.py", base, "--data_path", str(tmp_path / "latin1.jsonl"), check=False),
-                          f"{tmp_path / 'latin1.jsonl'}:2: 不是 UTF-8")
+    cases = [
+        (("train_sft.py", "--init", str(tmp_path / "nope.pt")), "找不到底座模型"),
+        (("train_sft.py", "--data_path", str(tmp_path / "nope.jsonl")), "找不到数据文件"),
+        (("train_lora.py", "--target_modules", "qkv"), "没有匹配到任何 Linear 层"),
+        (("train_sft.py", "--batch_size", "0"), "--batch_size 必须 >= 1, 收到 0"),
+        (("pretrain.py", "--lr", "-1", "--save_interval", "0"),
+         "--save_interval 必须 >= 1, 收到 0; --lr 必须在 0 到 1 之间 (不含 0), 收到 -1.0"),
+        # 会在训练中途溢出、或把 NaN 存进模型的数值: 开训之前就拒绝
+        (("train_sft.py", "--weight_decay", "inf", "--lr", "1e39", "--seed", str(2**64)),
+         "--lr 必须在 0 到 1 之间 (不含 0), 收到 1e+39; --weight_decay 必须是有限的非负数, 收到 inf; --seed 必须在 0 到 2^63-1 之间"),
+        (("train_sft.py", "--resume", "--out", str(tmp_path / "x.pt")), "找不到续训状态"),
+        (("train_lora.py", "--lora_alpha", "nan"), "LoRA 设置不合法"),
+        (("data.py", "--check", "data/sft_train.jsonl", "--max_length", "0"), "--max_length 必须 >= 1"),
+        # 训练脚本也一样 (以前读完数据才说 "没有能放进 --max_length 0 的对话。调大 --max_length")
+        (("train_lora.py", "--max_length", "0"), "--max_length 必须 >= 1, 收到 0"),
+        (("train_sft.py", "--init", str(tmp_path / "text.pt")), "损坏或被截断"),
+        # 会毁掉已有文件、或者训练完才失败的输入: 开训之前就停下
+        (("train_lora.py", "--out", "checkpoints/base_model.pt"), "会覆盖底座"),
+        (("train_sft.py", "--out", str(tmp_path)), "是目录"),
+        (("train_lora.py", "--init", str(tmp_path / "lora_merged.pt"), "--merge", "--out", str(tmp_path / "lora_adapter.pt")),
+         "会覆盖底座"),
+        # --merge 的路径只改文件名: 目录名里恰好有 "_adapter_merged" 也不动它 (合并的模型放在适配器旁边, 这里就是底座)
+        (("train_lora.py", "--init", str(folder / "lora_merged.pt"), "--merge", "--out", str(folder / "lora_adapter.pt")),
+         "会覆盖底座"),
+        (("train_sft.py", "--eval_path", str(tmp_path / "typo.jsonl")), f"找不到验证数据 {tmp_path / 'typo.jsonl'}"),
+        (("train_sft.py", "--data_path", str(tmp_path / "latin1.jsonl")), f"{tmp_path / 'latin1.jsonl'}:2: 不是 UTF-8")]
+    if not torch.cuda.is_available():
+        # 设备在读数据、建模型之前就查: 数据路径也写错时, 先说的是 CUDA
+        cases.append((("train_sft.py", "--device", "cuda", "--data_path", "nope.jsonl"), "CUDA"))
+    assert_errors(base, cases)
+    assert (base / "checkpoints/base_model.pt").read_bytes() == before
+    assert (tmp_path / "lora_merged.pt").read_bytes() == before and not (tmp_path / "lora_adapter.pt").exists()
     run("train_sft.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "1", "--save_interval", "1",
         "--out", str(tmp_path / "s.pt"))
     full_sft = load_checkpoint(str(tmp_path / "s.pt"))  # 全参数 SFT 的续训状态, 却拿去给 LoRA 续训
@@ -668,42 +680,41 @@ def test_outputs_never_overwrite_inputs_or_finished_runs(base, tmp_path):
     data_copy = tmp_path / "train.jsonl"
     data_copy.write_bytes((base / "data/sft_train.jsonl").read_bytes())
     before = data_copy.read_bytes()
-    assert_one_line_error(run("train_sft.py", base, "--data_path", str(data_copy), "--out", str(data_copy), check=False),
-                          "就是 --data_path 读的文件")
     ckpt = tmp_path / "base.pt"
     ckpt.write_bytes((base / "checkpoints/base_model.pt").read_bytes())
-    assert_one_line_error(run("evaluate.py", base, str(ckpt), "--json", str(ckpt), check=False), "--json")
-    assert data_copy.read_bytes() == before and load_checkpoint(str(ckpt))["kind"] == "model"
-    # --init 给成了适配器 (又恰好是 train_lora.py 默认的 --out): 说它不是底座, 而不是 "--out 和 --init 是同一个文件"
     adapter = tmp_path / "lora_adapter.pt"
     save_checkpoint(str(adapter), {**load_checkpoint(str(ckpt)), "kind": "lora_adapter"})
     adapter_bytes = adapter.read_bytes()
-    assert_one_line_error(run("train_lora.py", base, "--init", str(adapter), "--out", str(adapter), check=False),
-                          "是 'lora_adapter' 类型的 checkpoint, 这里需要 model")
-    assert adapter.read_bytes() == adapter_bytes
     (tmp_path / "y.log.csv").mkdir()
-    assert_one_line_error(run("train_sft.py", base, "--out", str(tmp_path / "y.pt"), check=False), "y.log.csv' 是目录")
+    cases = [(("train_sft.py", "--data_path", str(data_copy), "--out", str(data_copy)), "就是 --data_path 读的文件"),
+             (("evaluate.py", str(ckpt), "--json", str(ckpt)), "--json"),
+             # --init 给成了适配器 (又恰好是 train_lora.py 默认的 --out): 说它不是底座, 而不是 "--out 和 --init 是同一个文件"
+             (("train_lora.py", "--init", str(adapter), "--out", str(adapter)), "是 'lora_adapter' 类型的 checkpoint, 这里需要 model"),
+             (("train_sft.py", "--out", str(tmp_path / "y.pt")), "y.log.csv' 是目录")]
 
-    out = tmp_path / "s.pt"
-    out.write_bytes(ckpt.read_bytes())  # 上一次训练出的模型
-    earlier = out.read_bytes()
+    # 对不上的续训状态: 每种放在一个各自的 --out 旁边, --out 上是上一次训练出的模型
     weights = load_checkpoint(str(ckpt))["model_state"]
-    for run_info, step, pattern in [({"task": "pretrain"}, 1, "task: 当时 pretrain, 现在 sft"),
-                                    ({"task": "sft", "init_fingerprint": "0" * 16}, 1, "init_fingerprint: 当时 0000"),
-                                    ({}, 9, "已经训练到第 9 步, 超过了这次的总步数 2")]:
-        save_checkpoint(str(tmp_path / "s.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", "step": step, "history": [],
-                                                        "model_state": weights, "optimizer": {}, "run_info": run_info})
-        r = run("train_sft.py", base, "--resume", "--max_steps", "2", "--out", str(out), check=False)
+    mismatched = [({"run_info": {"task": "pretrain"}, "step": 1, "history": []}, "task: 当时 pretrain, 现在 sft"),
+                  ({"run_info": {"task": "sft", "init_fingerprint": "0" * 16}, "step": 1, "history": []}, "init_fingerprint: 当时 0000"),
+                  ({"run_info": {}, "step": 9, "history": []}, "已经训练到第 9 步, 超过了这次的总步数 2"),
+                  # 手改过的续训状态 (步数是字符串、没有训练历史): 一行, 不是 TypeError / KeyError 的 traceback
+                  ({"step": "5", "history": []}, "不是完整的续训状态"),
+                  ({"step": 1}, "不是完整的续训状态")]
+    outs = [tmp_path / f"s{i}.pt" for i in range(len(mismatched))]
+    for out, (fields, pattern) in zip(outs, mismatched):
+        out.write_bytes(ckpt.read_bytes())
+        save_checkpoint(str(tmp_path / f"{out.stem}.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", **fields,
+                                                                  "model_state": weights, "optimizer": {}})
+        cases.append((("train_sft.py", "--resume", "--max_steps", "2", "--out", str(out)), pattern))
+    results = run_parallel(base, *(command for command, _ in cases))
+    for r, (_, pattern) in zip(results, cases):
         assert_one_line_error(r, pattern)
-        # "从头训练" 的办法要能照着做: 续训状态还在时新运行会被拒绝, 所以要先说删掉它
-        assert f"rm {tmp_path / 's.resume.pt'}" in r.stderr
-    # 手改过的续训状态 (步数是字符串、没有训练历史): 一行, 不是 TypeError / KeyError 的 traceback
-    for broken in ({"step": "5", "history": []}, {"step": 1}):
-        save_checkpoint(str(tmp_path / "s.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", **broken,
-                                                        "model_state": weights, "optimizer": {}})
-        assert_one_line_error(run("train_sft.py", base, "--resume", "--max_steps", "2", "--out", str(out), check=False),
-                              "不是完整的续训状态")
-    assert out.read_bytes() == earlier
+    # "从头训练" 的办法要能照着做: 续训状态还在时新运行会被拒绝, 所以要先说删掉它
+    for r, out in zip(results[4:7], outs):
+        assert f"rm {tmp_path / (out.stem + '.resume.pt')}" in r.stderr
+    assert data_copy.read_bytes() == before and load_checkpoint(str(ckpt))["kind"] == "model"
+    assert adapter.read_bytes() == adapter_bytes
+    assert all(out.read_bytes() == ckpt.read_bytes() for out in outs)
 
 
 def test_out_replaces_only_the_same_kind_of_result(base, tmp_path):
@@ -724,11 +735,9 @@ def test_out_replaces_only_the_same_kind_of_result(base, tmp_path):
              ("evaluate.py", [str(sft), "--json", str(tok_json)], "不是这个脚本写的结果"),
              ("evaluate.py", ["checkpoints/base_model.pt", "--json", str(sft)], "要以 .json 结尾"),
              ("bench.py", ["--quick", "--json", str(tok_json)], "不是这个脚本写的结果")]
-    for script, flags, pattern in cases:
-        assert_one_line_error(run(script, base, *flags, check=False), pattern)
     (tmp_path / "notes.pt").write_text("not a checkpoint", encoding="utf-8")
-    assert_one_line_error(run("train_sft.py", base, "--max_steps", "1", "--out", str(tmp_path / "notes.pt"), check=False),
-                          "不是本课程的 checkpoint")
+    cases.append(("train_sft.py", [*train, "--out", str(tmp_path / "notes.pt")], "不是本课程的 checkpoint"))
+    assert_errors(base, [((script, *flags), pattern) for script, flags, pattern in cases])
     assert {p: p.read_bytes() for p in files} == files and not list(tmp_path.glob("*.log.csv*"))
     # 空文件 (touch 出来的) 里没有可丢的东西: 可以写进去; /dev/null 当 checkpoint 读: 说它不是普通文件, 而不是 "找不到"
     (tmp_path / "empty.json").touch()
