@@ -90,9 +90,11 @@ def run_parallel(cwd, *commands):
 
 
 def assert_errors(cwd, cases):
-    """cases: [((脚本, 参数...), 错误里应有的话), ...], 同时跑, 每条都是一行错误。"""
-    for r, (_, pattern) in zip(run_parallel(cwd, *(command for command, _ in cases)), cases):
+    """cases: [((脚本, 参数...), 错误里应有的话), ...], 同时跑, 每条都是一行错误。返回各条的结果。"""
+    results = run_parallel(cwd, *(command for command, _ in cases))
+    for r, (_, pattern) in zip(results, cases):
         assert_one_line_error(r, pattern)
+    return results
 
 
 def assert_one_line_error(r, pattern):
@@ -706,9 +708,7 @@ def test_outputs_never_overwrite_inputs_or_finished_runs(base, tmp_path):
         save_checkpoint(str(tmp_path / f"{out.stem}.resume.pt"), {"format": "sft-lesson/v1", "kind": "resume", **fields,
                                                                   "model_state": weights, "optimizer": {}})
         cases.append((("train_sft.py", "--resume", "--max_steps", "2", "--out", str(out)), pattern))
-    results = run_parallel(base, *(command for command, _ in cases))
-    for r, (_, pattern) in zip(results, cases):
-        assert_one_line_error(r, pattern)
+    results = assert_errors(base, cases)
     # "从头训练" 的办法要能照着做: 续训状态还在时新运行会被拒绝, 所以要先说删掉它
     for r, out in zip(results[4:7], outs):
         assert f"rm {tmp_path / (out.stem + '.resume.pt')}" in r.stderr
