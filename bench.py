@@ -20,7 +20,8 @@ MFU 的分子是这一步训练要做的矩阵乘 (每个 token, 前向 + 反向
 
 共享的机器很吵: 绝对数字会差好几倍, 所以我们与 HF 在各自的常驻子进程里 A B A B 交替计时, 看的是同一次运行里的比值。
 
---compile 时另外量一遍 torch.compile 之后的训练 (只编译我们的实现, 与训练脚本的 --compile 相同), 连同含编译的预热用时。
+--compile 时另外量一遍 torch.compile 之后的训练 (与训练脚本的 --compile 相同), 连同含编译的预热用时;
+和 --compare_hf 一起时 HF 的模型也编译一份, 比两边都编译后的速度。
 不做什么: 不测多卡、不测量化, 生成不编译。
 优化器: 两边都用 trainer.make_optimizer (AdamW, 两组 weight decay, CUDA 上 fused): 比的是模型代码, 不是优化器。
 

@@ -444,12 +444,13 @@ def exp_drills(fresh, n_paragraphs=600):
     probed = heldout_probes(world)
     drill_text = drill_paragraphs(world, evals, n_paragraphs)
     # 名字带 "noinv": 之前的 runs/*drills.pt 是在没避开逆运算的算式上训练的, 不能被当成已训练过的拿来复用
-    path, base_d = pretrain_variant("drills_noinv", read_pretrain_text() + drill_text + "\n", fresh)
+    lesson_text = read_pretrain_text()
+    path, base_d = pretrain_variant("drills_noinv", lesson_text + drill_text + "\n", fresh)
     sft_d = train("sft_drills_noinv", "train_sft.py", "--init", base_d["path"], fresh=fresh)
     sft = train("sft_full", "train_sft.py", fresh=fresh)
     ev = evaluate([sft["path"], sft_d["path"]], "drills")
 
-    said = set(equations(read_pretrain_text() + drill_text))
+    said = set(equations(lesson_text + drill_text))
     clean = [eq for eq in probed if not inverses(eq) & said]  # 两份预训练文本里都没说过逆运算的
 
     def completes(ckpt):
