@@ -65,6 +65,38 @@ def test_presets_build():
             get_config("tiny", **bad)
 
 
+def test_attention_equals_the_hf_llama_formulation():
+    """注意力 (RoPE + GQA + 因果 mask) 和照 HF Llama 的写法另写的一遍逐位置相同: rotate_half 用切两半再拼接,
+    repeat_kv 用 expand + reshape, softmax(q·kᵀ/√d)·v 手算。权重能原样拷进 LlamaForCausalLM 靠的就是这一点;
+    bench.py --compare_hf 也核对, 但它要装 transformers, 这个测试不用。"""
+    model = make_lively_model()  # tiny: 4 个 query 头, 2 组 kv (GQA)
+    attn, cfg = model.layers[0].self_attn, model.config
+    B, T, nh, nkv = 2, 12, cfg.n_head, cfg.n_kv_head
+    hd = cfg.n_embd // nh
+    x = torch.randn(B, T, cfg.n_embd, generator=torch.Generator().manual_seed(2))
+
+    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, hd, 2).float() / hd)
+    emb = torch.cat([torch.outer(torch.arange(T).float(), inv_freq)] * 2, dim=-1)  # (T, hd)
+
+    def rotate_half(t):
+        return torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)
+
+    def repeat_kv(t):  # (B, nkv, T, hd) -> (B, nh, T, hd): 每组 kv 连着给 nh/nkv 个 query 头
+        return t[:, :, None].expand(B, nkv, nh // nkv, T, hd).reshape(B, nh, T, hd)
+
+    with torch.no_grad():
+        q = attn.q_proj(x).view(B, T, nh, hd).transpose(1, 2)
+        k = attn.k_proj(x).view(B, T, nkv, hd).transpose(1, 2)
+        v = attn.v_proj(x).view(B, T, nkv, hd).transpose(1, 2)
+        q, k = (t * emb.cos() + rotate_half(t) * emb.sin() for t in (q, k))
+        scores = q @ repeat_kv(k).transpose(-1, -2) / hd ** 0.5  # (B, nh, T, T)
+        scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+        y = (scores.softmax(-1) @ repeat_kv(v)).transpose(1, 2).reshape(B, T, nh * hd)
+        expected = attn.o_proj(y)
+        got = attn(x, model.rope_cos[:T], model.rope_sin[:T])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("n_kv_head", [4, 2])  # 4: 普通多头注意力; 2: GQA
 def test_kv_cache_matches_full_forward(n_kv_head):
     model = make_model(n_kv_head=n_kv_head)
