@@ -75,11 +75,12 @@ def _drop_stdout():
 
 
 def write_atomically(path, write, mode="w", hint="检查路径、权限和磁盘空间"):
-    """先写到 path.tmp、刷到磁盘, 再改名覆盖 path (同一个文件系统里的改名是原子的): 写到一半失败或被打断
+    """先写到临时文件、刷到磁盘, 再改名覆盖 path (同一个文件系统里的改名是原子的): 写到一半失败或被打断
     (磁盘满、Ctrl-C、断电) 时, path 上要么是原来的内容, 要么是完整的新内容, 不会是半个文件; 半个临时文件也删掉。
+    临时文件名里带进程号 (path.<pid>.tmp): 不会盖掉用户自己的 path.tmp, 两个进程同时写同一个 path 也不会互相踩。
     write(f) 往打开的临时文件里写; mode "w" 是 UTF-8 文本 (换行一律 \n), "wb" 是二进制。
     写不了 (磁盘满、没有权限, 即 OSError) 时一行错误 "写不了 path (原因)。hint" 并退出; 其他异常原样抛出。"""
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:

@@ -331,6 +331,8 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
                 "model_state": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler else None,
                 "args": vars(args), "run_info": run_info})
+        if world > 1:  # 其余进程等 rank 0 写完: Ctrl-C 时它们先退出的话, torchrun 会把还在写的 rank 0 一起杀掉
+            dist.barrier()
 
     epoch_order = {}  # epoch -> 这个 epoch 的步 batch 顺序; 每个 epoch 只排一次, 不在每一步重新洗牌排序
 
@@ -531,4 +533,5 @@ def plot_loss(history, path):
 
 
 def is_main_process():
-    return not dist.is_initialized() or dist.get_rank() == 0
+    """rank 0 (单进程时就是它自己)。进程组建好之前 (训练开始前的检查) 看 torchrun 设置的 RANK 环境变量。"""
+    return dist.get_rank() == 0 if dist.is_initialized() else os.environ.get("RANK", "0") == "0"

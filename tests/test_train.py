@@ -919,7 +919,24 @@ def test_disk_full_during_save_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", full)
     with pytest.raises(SystemExit, match="多半是磁盘满了"):
         save_checkpoint(str(path), {"format": "sft-lesson/v1"})
-    assert path.read_bytes() == b"old" and not (tmp_path / "m.pt.tmp").exists()
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["m.pt"]  # 临时文件也删掉了
+
+
+def test_is_main_process_before_the_process_group_exists(monkeypatch):
+    """训练开始前的检查 (例如 train_lora.py 试写 --merge 的路径) 只该由 rank 0 做: 进程组还没建好时看 torchrun 的 RANK。"""
+    monkeypatch.delenv("RANK", raising=False)
+    assert trainer.is_main_process()
+    monkeypatch.setenv("RANK", "1")
+    assert not trainer.is_main_process()
+    monkeypatch.setenv("RANK", "0")
+    assert trainer.is_main_process()
+
+
+def test_atomic_write_leaves_a_users_tmp_file_alone(tmp_path):
+    """写 m.pt 用的临时文件不是 m.pt.tmp: 用户自己的同名文件原样留着。"""
+    (tmp_path / "m.pt.tmp").write_bytes(b"mine")
+    save_checkpoint(str(tmp_path / "m.pt"), {"format": "sft-lesson/v1"})
+    assert (tmp_path / "m.pt.tmp").read_bytes() == b"mine" and sorted(os.listdir(tmp_path)) == ["m.pt", "m.pt.tmp"]
 
 
 def test_disk_full_while_writing_results_json_is_one_line(tmp_path, monkeypatch):
@@ -935,7 +952,7 @@ def test_disk_full_while_writing_results_json_is_one_line(tmp_path, monkeypatch)
     with pytest.raises(SystemExit, match=r"^错误: 写不了 .*res.json \(No space left on device\)。结果表在上面") as e:
         save_results_json(str(path), {"new": 2})
     assert "\n" not in str(e.value)
-    assert path.read_text(encoding="utf-8") == '{"old": 1}' and not (tmp_path / "res.json.tmp").exists()
+    assert path.read_text(encoding="utf-8") == '{"old": 1}' and os.listdir(tmp_path) == ["res.json"]
 
 
 def test_pretrain_empty_eval_text_is_one_line(base, tmp_path):
