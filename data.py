@@ -396,17 +396,15 @@ def show(path, index, tokenizer, max_length):
     messages = conversations[index]
     ids, trained = render_chat(messages, tokenizer)
     color = sys.stdout.isatty()
-    # 把相邻的、掩码相同的 token 拼在一起再解码: 单个 token 可能只是半个汉字的字节
+    # 把相邻的、掩码相同的 token 拼在一起再解码 (单个 token 可能只是半个汉字的字节); 每一轮的结束符之后断开, 一轮一行。
+    # 按 id 认结束符, 不按文字: 用户打的 "<|endoftext|>" 只是普通字符, 留在这一轮里 (第 3 节)
     out, start = [], 0
     for i in range(1, len(ids) + 1):
-        if i == len(ids) or trained[i] != trained[start]:
+        if i == len(ids) or trained[i] != trained[start] or ids[i - 1] == tokenizer.eot_id:
             text = tokenizer.decode(ids[start:i])
-            if trained[start]:  # 训练的一段是一个回答, 结束符在它最后: 换行放在方括号 (颜色) 之后
-                newline = "\n" if text.endswith("<|endoftext|>") else ""
-                text = (f"\033[42;30m{text}\033[0m" if color else f"[{text}]") + newline
-            else:  # 每一轮的结束符后面换行, 一轮一行
-                text = text.replace("<|endoftext|>", "<|endoftext|>\n")
-            out.append(text)
+            if trained[start]:  # 训练的一段是一个回答和它的结束符: 换行放在方括号 (颜色) 之后
+                text = f"\033[42;30m{text}\033[0m" if color else f"[{text}]"
+            out.append(text + ("\n" if ids[i - 1] == tokenizer.eot_id else ""))
             start = i
     print(f"{path} 第 {index} 条 ({'绿色' if color else '方括号内'}的 token 参与训练):\n")
     print("".join(out).rstrip("\n"))
