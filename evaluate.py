@@ -51,8 +51,9 @@ def score(reply, answer):
     """回复里包含 answer 就算对; answer 是几个字符串的列表时, 每一个都要包含 (例如 ["朱欣霞", "昆明"]:
     说对了城市还不够, 还得说的是这个人。示例评估集目前每条只有一个关键串, 这个规则是宽松的, 见 README 7.2)。
 
-    两处细节: answer 首尾是数字时, 那一侧不能紧挨着别的数字 ("82" 不算 "182" 或 "820" 里的匹配,
-    否则随口报一串数字也能得分); 英文字母不分大小写 (re.ASCII 让 IGNORECASE 只作用于 ASCII 字母)。
+    两处细节: answer 首尾是数字时, 那一侧不能紧挨着别的数字, 也不能是小数的一部分 ("82" 不算 "182"、"820"、
+    "0.82" 里的匹配, "等于4" 不算 "等于4.5" 里的, 否则随口报一串数字也能得分; 句末的 "。" 或 "." 不算小数点);
+    英文字母不分大小写 (re.ASCII 让 IGNORECASE 只作用于 ASCII 字母)。
     """
     if isinstance(answer, list):
         return bool(answer) and all(score(reply, a) for a in answer)
@@ -61,9 +62,9 @@ def score(reply, answer):
         return False
     pattern = re.escape(answer)
     if answer[0].isascii() and answer[0].isdigit():
-        pattern = r"(?<![0-9])" + pattern
+        pattern = r"(?<![0-9])(?<![0-9]\.)" + pattern
     if answer[-1].isascii() and answer[-1].isdigit():
-        pattern += r"(?![0-9])"
+        pattern += r"(?![0-9]|\.[0-9])"
     return re.search(pattern, reply, re.IGNORECASE | re.ASCII) is not None
 
 

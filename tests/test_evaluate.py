@@ -106,6 +106,8 @@ def test_score_digit_boundaries_and_case():
     assert not score("等于182。", "82")  # 前面紧挨着数字
     assert not score("等于820。", "82")  # 后面紧挨着数字
     assert not score("13.5", "3.5") and score("约 3.5 米", "3.5")
+    assert not score("26减22等于4.5。", "等于4") and not score("0.82", "82")  # 小数的一部分
+    assert score("26减22等于4。", "等于4") and score("It equals 4.", "equals 4")  # 句末的点不是小数点
     assert score("她住在 PARIS。", "Paris") and score("paris", "Paris")
     assert score("住在北京", "北京") and not score("住在南京", "北京")
     assert score("a+b(c)", "a+b(c)")  # answer 里的正则符号按字面匹配
