@@ -932,6 +932,16 @@ def test_is_main_process_before_the_process_group_exists(monkeypatch):
     assert trainer.is_main_process()
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="只有 Linux 的 ru_maxrss 会从父进程继承")
+def test_peak_memory_is_the_process_own_not_inherited_from_its_parent():
+    """bench.py 在子进程里量每个配置的峰值内存: 父进程先占了 1 GB, 子进程报的也不能是这 1 GB。"""
+    child = f"import sys; sys.path.insert(0, {ROOT!r}); import torch, trainer; print(trainer.peak_memory_mb(torch.device('cpu')))"
+    parent = ("import subprocess, sys; big = bytearray(2**30); big[::4096] = b'1' * len(big[::4096]); "
+              f"print(subprocess.run([sys.executable, '-c', {child!r}], capture_output=True, text=True, check=True).stdout)")
+    r = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, check=True)
+    assert 0 < float(r.stdout) < 900  # import torch 之后的子进程自己只有几百 MB
+
+
 def test_atomic_write_leaves_a_users_tmp_file_alone(tmp_path):
     """写 m.pt 用的临时文件不是 m.pt.tmp: 用户自己的同名文件原样留着。"""
     (tmp_path / "m.pt.tmp").write_bytes(b"mine")
