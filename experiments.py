@@ -10,7 +10,7 @@
     python experiments.py ablation   # SFT 从零开始 (--init scratch) 与不做掩码 (--no_mask)
     python experiments.py adapters   # 同一个底座上的两个适配器 (普通 / 猫咪口吻), 在 chat.py 里切换
     python experiments.py probe      # knowledge_unlock 和算术失败在哪: 直接问 vs 强制给出答案开头; 错题里几成是算术
-    python experiments.py arithmetic # 只练算术要多少训练才学得会 (3,000 步和 6,000 步, 2 核 CPU 上约 30 分钟)
+    python experiments.py arithmetic # 只练算术要多少训练才学得会 (200、1,000、3,000、6,000 步, 2 核 CPU 上约半小时)
     python experiments.py drills     # 在预训练文本里加几千道算式, 底座能学会算术吗
     python experiments.py topic      # 训练数据里没有 "先聊别的再问正事" 的对话时, 模型会怎样
     python experiments.py tokenizer  # 一个 token 最多几个汉字: 分词器怎样决定底座的知识能不能被问出来
@@ -313,9 +313,10 @@ def arithmetic_only_records(evals, n):
     return records
 
 
-def exp_arithmetic(fresh, n_train=20000, steps=3000):
-    """算术学得会吗? 只练两位数加减法: 20,000 道训练题 (同一个样例世界), 3,000 步 × 32 条 (再单独练一次 6,000 步),
-    学习率 1e-3 (算术题的训练次数约是课程 SFT 的 14 倍), 只在 arithmetic 这 120 道评估题上打分。
+def exp_arithmetic(fresh, n_train=20000, steps=(200, 1000, 3000, 6000)):
+    """算术学得会吗, 要练多少? 只练两位数加减法: 20,000 道训练题 (同一个样例世界), 每步 32 条, 学习率 1e-3,
+    分别练 steps 里的步数 (各自独立训练)。200 步 (6,400 道题次) 约等于课程 SFT 里的算术题次 (含算式的回答约 2,300 条 × 3 个 epoch);
+    3,000 步约是它的 14 倍。只在 arithmetic 这 120 道评估题上打分。
     训练题避开评估的算式对, 也避开它们的逆运算: 问 "45减37", 训练里有 "45减8等于37" 的话, 答案就等于练过了
     (和课程的 SFT 数据同一条规则, 见 sample_data.inverses)。"""
     train_path, eval_path = os.path.join(RUNS, "sft_train_arith.jsonl"), os.path.join(RUNS, "sft_eval_arith.jsonl")
@@ -329,11 +330,11 @@ def exp_arithmetic(fresh, n_train=20000, steps=3000):
     if arith_pairs("".join(lines)) & arith_pairs("".join(evals)):  # data/ 不是 seed 0 生成的: 留出算式对不上
         raise SystemExit("错误: 算术训练题和 data/sft_eval.jsonl 的留出算式重叠。请用默认 seed 重新生成: python data.py --create_sample")
     sft = train("sft_full", "train_sft.py", fresh=fresh)
-    # 同样的数据和设置, 练 steps 步和两倍的步数 (两个独立的训练, 各自的余弦学习率都走完一整轮)
-    ariths = [train(name, "train_sft.py", "--data_path", train_path, "--eval_path", eval_path,
+    # 同样的数据和设置, 练不同的步数 (几个独立的训练, 各自的余弦学习率都走完一整轮, 所以不是同一条曲线上的几个点)
+    ariths = [train(f"arith_noinv_{n}", "train_sft.py", "--data_path", train_path, "--eval_path", eval_path,
                     "--max_steps", str(n), "--batch_size", "32", "--lr", "1e-3", fresh=fresh)
               # 名字带 "noinv": f5b858a 之前的 runs/sft_arith_*.pt 是在没避开逆运算的题上训练的, 不能被当成已训练过的拿来复用
-              for name, n in ((f"arith_noinv_{steps}", steps), (f"arith_noinv_{2 * steps}", 2 * steps))]
+              for n in steps]
     ev = evaluate([sft["path"]] + [a["path"] for a in ariths], "arithmetic", "--data_path", eval_path, "--ppl_blocks", "0")
 
     def minutes(m):  # 旧版本训练出的 runs/*.pt 没有记录用时
