@@ -295,6 +295,8 @@ class GPT(nn.Module):
         """
         if len(input_ids) == 0:
             raise ValueError("generate 需要至少一个输入 token")
+        if top_k is not None and top_k < 1:  # torch.topk 取 0 个会得到空表, 到抽样时才是看不懂的下标错误
+            raise ValueError(f"top_k 要 >= 1 (不限制就传 None), 收到 {top_k}")
         L = self.config.max_seq_len
         device = self.embed_tokens.weight.device
         gen = torch.Generator(device=device)

@@ -204,6 +204,12 @@ def test_top_k_1_equals_greedy_and_seed_reproduces():
     assert len(a) == 10 and all(0 <= t < model.config.vocab_size for t in a)
 
 
+def test_top_k_below_one_is_a_clear_error():
+    model = make_model()
+    with pytest.raises(ValueError, match="top_k 要 >= 1"):
+        next(model.generate([1, 2], max_new_tokens=3, top_k=0))
+
+
 def test_top_p_keeps_the_shortest_prefix_that_reaches_it():
     """概率 0.5/0.25/0.25, top_p=0.5: 第一名的累计已经到了 0.5, 后面的都不留 (恰好等于也算到了); 0.75 才留前两名。"""
     from model import sample_next
