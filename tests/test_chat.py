@@ -101,7 +101,7 @@ def run_chat(monkeypatch, capsys, argv, stdin=""):
 
 
 def run_cli(args, stdin=""):
-    env = dict(os.environ, PYTHONIOENCODING="utf-8", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
     return subprocess.run([sys.executable, "chat.py", *args], input=stdin, capture_output=True, text=True,
                           encoding="utf-8", cwd=ROOT, env=env, timeout=120)
 
@@ -410,7 +410,7 @@ def test_bad_input_is_one_line_error(files, monkeypatch, capsys, case, pattern):
 
 def test_closed_output_pipe_no_traceback(files):
     """python chat.py ... | head -1 这样读了一点就关掉管道: 安静退出, 不打印 BrokenPipeError 的 traceback。"""
-    env = dict(os.environ, PYTHONIOENCODING="utf-8", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
     p = subprocess.Popen([sys.executable, "chat.py", "--checkpoint", files["sft"], "--prompt", "你好", "--temperature", "0",
                           "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
     p.stdout.close()  # 在它写出第一个字之前就关掉
@@ -426,7 +426,7 @@ def test_bad_checkpoint_cli_no_traceback(files):
 
 def test_non_utf8_stdin_line_is_one_line_error(files):
     """管道送进来的某一行不是 UTF-8 (例如 GBK 编码的文件): 之前的行照常回答, 这一行报出行号后退出。"""
-    env = dict(os.environ, PYTHONIOENCODING="utf-8", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
     r = subprocess.run([sys.executable, "chat.py", "--checkpoint", files["sft"], "--temperature", "0", "--device", "cpu"],
                        input="我叫小红\n".encode("utf-8") + "你好\n".encode("gbk"), capture_output=True, cwd=ROOT, env=env,
                        timeout=120)

@@ -335,7 +335,7 @@ def test_closed_output_pipe_is_quiet(base, cmd):
     """`python data.py --show | head -1` 这样读了一点就关掉管道: 每个脚本都经 cli.run_main 安静退出, 没有 BrokenPipeError。
     (bench 和 experiments 在第一行输出时就退出了, 不会真的开始测量或训练。)"""
     root = base
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")  # 逐行写出 (像终端里那样), 写的时候管道已经关了
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # 逐行写出 (像终端里那样), 写的时候管道已经关了
     p = subprocess.Popen([sys.executable, os.path.join(ROOT, cmd[0]), *cmd[1:]], cwd=root, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.close()  # 在它写出第一行之前就关掉
@@ -1056,7 +1056,7 @@ def test_ddp_matches_single_process(base, tmp_path):
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                         os.path.join(ROOT, "train_sft.py"), *common,
                         "--batch_size", "4", "--out", str(tmp_path / "ddp.pt")],
-                       cwd=base, capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                       cwd=base, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, f"torchrun 退出码 {r.returncode}:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     assert r.stdout.count("SFT 数据:") == 1, r.stdout  # 读数据的提示只由 rank 0 说一遍, 不是每个进程一遍
     single = [float(x["loss"]) for x in csv.DictReader(open(tmp_path / "single.log.csv"))]
