@@ -1,4 +1,4 @@
-"""experiments.py — 重现 README 里的对比实验, 每张表一条命令。
+"""experiments.py — 重现 README 第 7 节和 EXPERIMENTS.md 里的对比实验, 每张表一条命令。
 
 所有实验用同一份数据 (data/)、同一个底座 (checkpoints/base_model.pt), 训练产物放在 runs/ 下,
 不会碰 checkpoints/ 里课程主线的模型。每个训练都是调用课程自己的脚本 (子进程), 没有另写一套训练代码;
@@ -525,7 +525,7 @@ def is_talk(line):
 
 
 def exp_unseen(fresh):
-    """SFT 用到、预训练却从没见过的 token 会怎样 (README 7.1)。把 data/pretrain.txt 里的 "日常用语" 段落删掉 (问句、
+    """SFT 用到、预训练却从没见过的 token 会怎样 (README 7.1, EXPERIMENTS.md 的 unseen)。把 data/pretrain.txt 里的 "日常用语" 段落删掉 (问句、
     "小智"、"星火实验室"、"喵" 这些字大多只在那里出现), 分词器不变, 用默认设置重新预训练, 再做默认的全参数 SFT 和
     LoRA。看三处: SFT 数据里有多少种 token 变成了没见过的; 新底座里这些 token 的 embedding 是不是挤成了一团
     (两两余弦相似度); SFT 之后各类别的准确率, 尤其是 LoRA (embedding 冻结, 没法现学)。"""

@@ -39,7 +39,7 @@ PRETRAIN_PARAGRAPHS = {"world": 200, "topic": 150, "arith": 200, "talk": 200, "e
 N_HELDOUT_PAIRS = 300   # 只给评测用的两位数算式对, 训练文本里一次也不出现
 NEUTRAL_SYSTEM_SHARE = 0.1  # 普通对话里偶尔加一个不改变行为的系统提示, 免得模型以为 "有系统提示 = 要变身"
 # 开场轮: 一部分训练对话 (身份问答和系统提示两类除外) 在正题之前先有一轮别的对话。没有它时, 训练里的多轮对话全是同一话题的追问,
-# 用户先打个招呼、或者先问了一件事再换个话题, 模型就答不好了 (python experiments.py topic, README 7.3)。
+# 用户先打个招呼、或者先问了一件事再换个话题, 模型就答不好了 (python experiments.py topic, EXPERIMENTS.md)。
 GREETING_FIRST_SHARE = 0.2  # 先打招呼: "你好" -> "你好！我是小智……"
 TOPIC_FIRST_SHARE = 0.15    # 先问一件不相干的事: 一道训练那一半里的普通问答 (身份、算术、人物、文字任务)
 
