@@ -169,6 +169,7 @@ class TrainRun:
         self.s, device = s, torch.device(s["device"])
         self.device, self.cfg = device, get_config(s["preset"])
         if device.type == "cuda":  # --quick 时几个配置在同一个进程里跑: 显存峰值要从这个配置开始重新记
+            torch.cuda.init()  # 带编号的设备 (cuda:1) 不会顺带初始化 CUDA, 直接查显存统计会报 "did you call init?"
             torch.cuda.reset_peak_memory_stats(device)
         self.base_mem = peak_memory_mb(device)  # 建模型之前: CPU 上就是 import torch 等库之后的 RSS
         target = TARGETS[s["mode"]]
@@ -290,7 +291,8 @@ def worker_main(spec):
     """子进程这一侧: 建好测量对象, 然后一行一个命令 (run / info), 一行一个结果。"""
     kind, s = json.loads(spec)
     torch.set_num_threads(s["threads"])
-    use_tf32(torch.device(s["device"]))
+    if kind == "train":  # 生成两边都用真正的 fp32: TF32 的舍入会让两边贪心选出的 token 对不上 (batch 1 的生成也不靠算力)
+        use_tf32(torch.device(s["device"]))
     obj = (TrainRun if kind == "train" else GenerateRun)(s)
     print("@bench null", flush=True)
     for line in sys.stdin:
@@ -436,7 +438,7 @@ def main():
         args.warmup, args.steps, args.repeats = 1, 1, 1
     device = pick_device(args.device)
     torch.set_num_threads(args.threads)
-    use_tf32(device)  # 主进程 (--quick 时就在这里量) 和每个子进程 (worker_main) 都设, 与 trainer 一致
+    use_tf32(device)  # 主进程 (--quick 时就在这里量) 和每个训练的子进程 (worker_main) 都设, 与 trainer 一致
     cfg, big_cfg = get_config(args.preset), get_config(args.big_preset)
     if max(args.seq_len, args.prompt_len + args.gen_tokens) > min(cfg.max_seq_len, big_cfg.max_seq_len):
         raise SystemExit(f"错误: --seq_len {args.seq_len} 或 提示+生成 {args.prompt_len + args.gen_tokens} 超过了预设的 "
