@@ -171,6 +171,17 @@ def test_reply_stops_at_end_token(files, monkeypatch, capsys):
     assert calls[0]["yielded"] == tok.encode("我是助手") + [tok.eot_id]
 
 
+def test_reply_ends_at_any_special_token(files, monkeypatch, capsys):
+    """模型说出任何一个特殊 token (比如替用户开始下一轮的 <|user|>), 这一轮回答就结束: 它和它后面的内容都不显示。"""
+    tok = files["tokenizer"]
+
+    def fake_generate(self, input_ids, *a, **k):
+        yield from tok.encode("好") + [tok.user_id] + tok.encode("坏")
+    monkeypatch.setattr(GPT, "generate", fake_generate)
+    out, _ = run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"], "--prompt", "你是谁？"])
+    assert out == ["好"]
+
+
 def test_special_token_text_stays_plain(files, monkeypatch, capsys):
     calls = spy_generate(monkeypatch)
     tok = files["tokenizer"]

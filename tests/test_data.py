@@ -136,7 +136,8 @@ def test_special_token_text_stays_plain(tok):
 
 
 def test_collate_pads_with_ignore(tok):
-    ds = SFTDataset([SINGLE, NO_SYSTEM], tok, 256)
+    ds = SFTDataset([MULTI, NO_SYSTEM], tok, 256)
+    assert ds.lengths[0] != ds.lengths[1]  # 不一样长, 短的那条才真的要补齐
     b = collate([ds[0], ds[1]], tok.pad_id)
     T = max(ds.lengths)
     assert b["input_ids"].shape == b["labels"].shape == (2, T)

@@ -20,7 +20,7 @@ import torch
 
 import data
 import trainer
-from checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
+from checkpoint import check_output_path, checkpoint_kind, load_checkpoint, load_model, save_checkpoint, save_model
 from cli import run_main
 from lora import apply_lora
 from model import GPT, get_config
@@ -110,11 +110,14 @@ def test_loop_lowers_loss(world, tmp_path):
     root, tok, convs = world
     ds = data.SFTDataset(convs, tok, 64)
     model = tiny_model(tok)
-    m = train(model, ds, ds, lambda b: data.collate(b, tok.pad_id), train_args(tmp_path / "m.pt", "--max_steps", "60"))
+    args = train_args(tmp_path / "m.pt", "--max_steps", "60")
+    m = train(model, ds, ds, lambda b: data.collate(b, tok.pad_id), args)
     finish_run(str(tmp_path / "m.pt"))  # 训练脚本存好模型后做的事: 日志和曲线换到正式位置
     rows = list(csv.DictReader(open(m["log"])))
     first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
     assert len(rows) == 60 and last < 0.6 * first
+    # 每一步用的学习率就是 lr_at 给的 (日志里保留 3 位有效数字)
+    assert [float(r["lr"]) for r in rows] == pytest.approx([trainer.lr_at(s, 60, args) for s in range(60)], rel=5e-3)
     assert os.path.exists(m["loss_png"]) and m["eval_loss"] is not None
     assert m["steps"] == 60 and 0 < 30 * m["step_s"] <= m["train_s"]  # 一半的步不短于中位数, 总用时至少是它的 30 倍
 
@@ -143,6 +146,116 @@ def test_every_example_is_trained_not_just_the_short_ones(world, tmp_path):
         return data.collate(items, tok.pad_id)
     train(tiny_model(tok), ds, None, collate, train_args(tmp_path / "m.pt", "--batch_size", "10", "--epochs", "8"))
     assert seen == {tuple(ds[i]["input_ids"].tolist()) for i in range(len(ds))}
+
+
+def test_every_micro_batch_is_full(world, tmp_path):
+    """凑不满一个优化步的零头整个丢掉: 每个 micro-batch 都恰好 batch_size 条 (否则最后那一步的梯度只来自几条样本)。"""
+    root, tok, convs = world
+    ds = data.SFTDataset(convs[:45], tok, 64)  # 45 条, batch 8: 每个 epoch 5 步, 丢 5 条
+    sizes = []
+
+    def collate(items):
+        sizes.append(len(items))
+        return data.collate(items, tok.pad_id)
+    m = train(tiny_model(tok), ds, None, collate, train_args(tmp_path / "m.pt", "--epochs", "2"))
+    assert m["steps"] == 10 and sizes == [8] * 10
+
+
+def test_learning_rate_warms_up_then_follows_the_cosine():
+    """warmup 线性升到 lr, 然后余弦降到 lr × min_lr_ratio (数是手算的)。"""
+    args = argparse.Namespace(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    lrs = [trainer.lr_at(s, 110, args) for s in range(110)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[4] == pytest.approx(5e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[10] == pytest.approx(1e-3)  # 余弦从 lr 开始
+    assert lrs[60] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # 走到一半: 正好在 lr 和终点的正中间
+    assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))  # 之后一路下降
+    assert trainer.lr_at(110, 110, args) == pytest.approx(1e-4)  # 训练结束的那一刻落到终点,
+    assert 1e-4 < lrs[-1] < 1.01e-4  # 最后一步略高于它
+
+
+def test_weight_decay_only_on_the_projection_matrices(world):
+    """AdamW 分两组: 做 weight decay 的恰好是各个 *_proj 的权重; RMSNorm 的增益和 (与 lm_head 共享的) embedding 不做。
+    LoRA 时只有 lora_A / lora_B 在优化器里, 它们是矩阵, 做 decay。"""
+    root, tok, convs = world
+    model = tiny_model(tok)
+    names = {id(p): n for n, p in model.named_parameters()}
+    opt = trainer.make_optimizer(model, 1e-3, 0.1, torch.device("cpu"))
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+    decay, no_decay = ({names[id(p)] for p in g["params"]} for g in opt.param_groups)
+    assert decay == {n for n in names.values() if n.endswith("_proj.weight")}
+    assert no_decay == set(names.values()) - decay
+    assert "embed_tokens.weight" in no_decay and all(n == "embed_tokens.weight" or n.endswith("norm.weight") for n in no_decay)
+
+    apply_lora(model, "q_proj,v_proj", r=4)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay, no_decay = ({names[id(p)] for p in g["params"]} for g in trainer.make_optimizer(model, 1e-3, 0.1, torch.device("cpu")).param_groups)
+    assert no_decay == set() and decay and all(".lora_A" in n or ".lora_B" in n for n in decay)
+
+
+def test_gradients_are_clipped_before_the_update(world, tmp_path, monkeypatch):
+    """每一步更新之前, 全部梯度的总范数被裁到 --grad_clip 以内; --grad_clip 0 时不裁剪。"""
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    real = trainer.make_optimizer
+    norms = []
+
+    def make_spied(*a, **k):
+        opt = real(*a, **k)
+        step = opt.step
+
+        def spied_step(*sa, **sk):
+            grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            norms[-1].append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+            return step(*sa, **sk)
+        opt.step = spied_step
+        return opt
+
+    monkeypatch.setattr(trainer, "make_optimizer", make_spied)
+    for clip in ("0.01", "0"):
+        norms.append([])
+        train(tiny_model(tok), ds, None, lambda b: data.collate(b, tok.pad_id),
+              train_args(tmp_path / f"clip{clip}.pt", "--max_steps", "3", "--grad_clip", clip))
+    clipped, unclipped = norms
+    assert len(clipped) == len(unclipped) == 3
+    assert max(clipped) <= 0.01 * 1.001 and min(unclipped) > 0.05
+
+
+def test_validation_does_not_change_training(world, tmp_path):
+    """验证只读权重: 之后模型回到训练模式 (dropout 照常), 所以 --eval_interval 多密, 训练出的权重都一样。"""
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    states = []
+    for interval in ("1", "1000"):
+        torch.manual_seed(0)
+        model = GPT(get_config("tiny", vocab_size=tok.vocab_size, dropout=0.3))
+        train(model, ds, ds, lambda b: data.collate(b, tok.pad_id),
+              train_args(tmp_path / f"e{interval}.pt", "--max_steps", "6", "--eval_interval", interval))
+        assert model.training
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_mean_loss_weights_every_trained_token_equally(world):
+    """验证 loss 和困惑度按被训练的 token 平均, 不是按 batch 平均: 1 个 token 的 batch 不能和 10 个 token 的一样重。"""
+    root, tok, convs = world
+    model = tiny_model(tok).eval()
+    input_ids = torch.tensor([tok.encode("小明住在北京, 喜欢苹果和香蕉。小明今年20岁。")])
+
+    def batch(positions):
+        labels = torch.full_like(input_ids, -100)
+        labels[0, positions] = input_ids[0, positions]
+        return {"input_ids": input_ids, "labels": labels}
+    one, ten = batch([5]), batch(list(range(1, 11)))
+    assert trainer.n_targets(one["labels"]) == 1 and trainer.n_targets(ten["labels"]) == 10
+    with torch.no_grad():
+        l1, l10 = (model(b["input_ids"], b["labels"])[1].item() for b in (one, ten))
+    got = trainer.mean_loss(model, [one, ten], torch.device("cpu"))
+    assert got == pytest.approx((l1 + 10 * l10) / 11) and got != pytest.approx((l1 + l10) / 2)
+
+
+def test_n_targets_counts_the_shifted_labels():
+    """位置 t 预测第 t+1 个 token (错一位在模型里做): 被训练的是 labels[:, 1:] 里不是 -100 的, 第 0 列从来不是目标。"""
+    assert trainer.n_targets(torch.tensor([[5, 6, -100, 7], [8, -100, -100, -100]])) == 2
 
 
 def test_eval_loss_samples_short_and_long_batches(monkeypatch):
@@ -482,6 +595,10 @@ def test_weights_only_refuses_code(tmp_path):
     torch.save({"format": "sft-lesson/v1", "kind": "model", "payload": Evil()}, path)
     with pytest.raises(SystemExit, match="拒绝加载"):
         load_checkpoint(str(path))
+    # 写结果之前查 "--out 上已有的是哪种 checkpoint" 的那一次读取, 同样不执行代码, 而且不覆盖这个认不出的文件
+    assert checkpoint_kind(str(path)) is None
+    with pytest.raises(SystemExit):
+        check_output_path(str(path), kinds=("model",))
     assert not marker.exists()  # 代码没有被执行
 
 
