@@ -3,7 +3,7 @@
 一个模型 checkpoint 是一个 dict, 自带聊天所需的一切:
     {"format": "sft-lesson/v1", "kind": "model", "model_config": {...}, "model_state": {...},
      "tokenizer": {...}, "args": {...}, "metrics": {...}}
-LoRA 适配器 (kind="lora_adapter") 只存 lora_A/lora_B 和它的配置, 外加底座的路径与指纹;
+LoRA 适配器 (kind="lora_adapter") 只存 lora_A/lora_B、它的配置、训练参数和指标, 外加底座的路径与指纹;
 续训状态 (kind="resume") 由 trainer.py 写, 多了优化器状态、步数和 loss 历史 (随机数由步数推出, 不用存)。
 
 两条安全规则:

@@ -13,7 +13,7 @@
   - 不请另一个大模型当裁判, 也不算 BLEU/ROUGE: 示例世界里每个问题都有一个确定的关键答案, "包含即对"
     就够了, 而且谁都看得懂为什么对、为什么错。代价是把一串数字全说一遍的回复也可能蒙对, 所以要同时看样例。
   - 不做长短不一的批量生成: 只把提示一样长的题凑成一批 (model.greedy_batch, 不用 padding 和 attention mask)。
-    logits 的最后几位和一题一题解码时不同, 贪心选的 token 在我们量过的模型上都一样 (见 greedy_batch)。CPU 上解码只用一个核, 所以给了几个 checkpoint 时, 每个 checkpoint 一个进程同时评估。
+    logits 的最后几位和一题一题解码时不同, 贪心选的 token 在我们量过的模型上都一样 (见 greedy_batch)。CPU 上解码只用一个核, 所以给了几个 checkpoint 时, 开几个进程同时评估 (最多每个 CPU 核一个)。
   - 不同分词器下的困惑度不能直接比较 (每个 token 的含义不同); 本课所有模型共用 data/tokenizer.json。
 
 用法:
@@ -305,7 +305,7 @@ def main():
     for path in paths:
         load_model(path, device, lora=args.lora)
     jobs = [(f"{path}+{args.lora}" if args.lora else path, path) for path in paths]
-    # CPU 上逐 token 解码只用得上一个核 (见 evaluate_model), 所以几个 checkpoint 各开一个进程同时评估:
+    # CPU 上逐 token 解码只用得上一个核 (见 evaluate_model), 所以几个 checkpoint 分到几个进程里同时评估 (最多每个核一个):
     # 2 核机器上, 整节课评估三个模型的时间差不多减半。GPU 上一个进程就能把卡用满, 照旧一个接一个。
     workers = min(len(jobs), os.cpu_count() or 1) if device.type == "cpu" else 1
     print(f"评估集 {args.data_path}: {len(records)} 条; 设备 {device}"

@@ -2,7 +2,8 @@
 
 预训练只做一件事: 预测下一个 token。得到的 base model 会 "续写" ("北京是" -> "中国的首都……"),
 但不会对话 —— 它从没见过 <|user|>/<|assistant|>。教它按格式回答, 是 SFT (train_sft.py) 的事。
-已经有自己第 3 步 checkpoint 的同学可以跳过这里。
+已经有自己第 3 步 checkpoint 的同学可以跳过这里, 前提是它是本课程的格式 (checkpoint.py: 自带分词器, 模块名和 model.py 一致);
+别的格式要先换成这种格式。
 
 做法: 每段文字 (一行) 是一个样本, labels 就是它自己 (所有 token 都训练, 没有掩码), 移位在模型里做。
 为什么不切成等长的块, 见 PretrainDataset 的说明。

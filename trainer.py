@@ -46,7 +46,7 @@ def add_train_args(p, **defaults):
     g.add_argument("--grad_accum", type=int, default=d["grad_accum"], help="梯度累积步数: 有效 batch = batch_size × grad_accum × 进程数")
     g.add_argument("--lr", type=float, default=d["lr"], help="峰值学习率")
     g.add_argument("--min_lr_ratio", type=float, default=d["min_lr_ratio"], help="cosine 衰减结束时的学习率 = lr × 这个比例")
-    g.add_argument("--warmup_steps", type=int, default=d["warmup_steps"], help="学习率从 0 线性升到 lr 的步数")
+    g.add_argument("--warmup_steps", type=int, default=d["warmup_steps"], help="学习率从 lr/warmup_steps 线性升到 lr 的步数")
     g.add_argument("--weight_decay", type=float, default=d["weight_decay"], help="AdamW 的 weight decay (不作用于 norm 和 embedding)")
     g.add_argument("--grad_clip", type=float, default=d["grad_clip"], help="梯度范数裁剪阈值 (0 表示不裁剪)")
     g.add_argument("--eval_interval", type=int, default=d["eval_interval"], help="每隔多少步在验证集上算一次 loss")

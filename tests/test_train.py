@@ -534,9 +534,16 @@ def test_nonfinite_weights_are_never_saved(world, tmp_path, monkeypatch, poison_
     monkeypatch.setattr(trainer, "make_optimizer", make_poisoned)
     ds = data.SFTDataset(convs, tok, 64)
     out = tmp_path / "m.pt"
+    save_model(str(out), tiny_model(tok, seed=1), tok)  # 上一次运行留下的模型、日志和曲线
+    for f in ("m.log.csv", "m.loss.png"):
+        (tmp_path / f).write_text("上一次运行的")
+    previous = out.read_bytes()
     with pytest.raises(SystemExit, match=f"第 {poison_step} 步更新之后参数里出现了 NaN 或 inf"):
         train(tiny_model(tok), ds, None, lambda b: data.collate(b, tok.pad_id),
               train_args(out, "--max_steps", "4", "--save_interval", "2"))
+    assert out.read_bytes() == previous
+    for f in ("m.log.csv", "m.loss.png"):
+        assert (tmp_path / f).read_text() == "上一次运行的"
     resume = tmp_path / "m.resume.pt"
     if poison_step == 2:
         assert not resume.exists()
