@@ -413,6 +413,8 @@ def main():
         return worker_main(args._worker)
     bad = below_minimum(args, {"batch_size": 1, "seq_len": 2, "big_batch_size": 1, "threads": 1, "warmup": 0, "steps": 1,
                                "repeats": 1, "gen_tokens": 1, "prompt_len": 1})
+    if args.threads > (os.cpu_count() or 1):  # 多出来的线程只会抢同一批核; 几万个线程时 OpenMP 建不出来, 进程直接崩掉
+        bad.append(f"--threads {args.threads} 多于这台机器的 CPU 核数 {os.cpu_count()}")
     if bad:
         raise SystemExit("错误: " + "; ".join(bad))
     if args.json is not None:
@@ -430,8 +432,10 @@ def main():
     # padding 比例按课程的训练器组 batch: 在 --quick 缩小形状之前定下 batch 和长度 (256 = train_sft.py 的 --max_length 默认值),
     # 这样冒烟测试量出的也是真实的数
     pad_batch, pad_len = args.batch_size, min(256, get_config(args.preset).max_seq_len)
-    if args.quick and (args.preset, args.big_preset) != ("default", "gpu"):
-        raise SystemExit("错误: --quick 固定用 tiny 形状, 会忽略 --preset / --big_preset。量真实的形状时去掉 --quick")
+    fixed = ["preset", "big_preset", "batch_size", "seq_len", "gen_tokens", "prompt_len", "warmup", "steps", "repeats"]
+    ignored = [f"--{k}" for k in fixed if getattr(args, k) != p.get_default(k)]
+    if args.quick and ignored:
+        raise SystemExit(f"错误: --quick 固定用 tiny 形状、每项只跑一次, 会忽略 {', '.join(ignored)}。量真实的形状时去掉 --quick")
     if args.quick:  # 冒烟测试: tiny 模型, 每项只跑一次
         args.preset = args.big_preset = "tiny"
         args.batch_size, args.seq_len, args.gen_tokens, args.prompt_len = 2, 32, 8, 8

@@ -1,14 +1,15 @@
 """cli.py — 各脚本共用的三件小事: 命令行入口 run_main (用户按 Ctrl-C、或输出接到提前关闭的管道上时, 不打印 traceback),
-参数解析器 make_parser (--help 里写出默认值, 不接受缩写的参数名), 和原子写文件 write_atomically
+参数解析器 make_parser (--help 里写出默认值, 不接受缩写的参数名, 写错时一行中文), 和原子写文件 write_atomically
 (checkpoint、分词器、示例数据和 --json 结果都经过它; 写不了时的那一行错误也在这里)。
 
 单独成一个文件、只用标准库 (argparse, os, sys): tokenizer.py 和 sample_data.py 为了命令行启动快, 故意不导入 torch, 也要用它。
 各脚本在 import torch 之前先导入本模块: 导入 torch 要一两秒, 这时按 Ctrl-C 还没进 run_main, 由下面的 sys.excepthook 接住。
-训练循环里的 Ctrl-C 不在这里: 那由 trainer.CtrlC 接管 (做完当前一步、存好续训状态再退出)。
+训练循环里的 Ctrl-C (和 SIGTERM) 不在这里: 那由 trainer.StopSignal 接管 (做完当前一步、存好续训状态再退出)。
 """
 import argparse
 import errno
 import os
+import re
 import sys
 
 INTERRUPTED = "\n已中断 (Ctrl-C)"
@@ -62,10 +63,32 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text
 
 
+# argparse 自己的几种英文报错, 换成一句中文; 没列出的原样保留 (仍然只有一行)
+_ARGPARSE_ERRORS = [
+    (r"argument (\S+): invalid (int|float) value: '(.*)'", lambda m: f"{m[1]} 要一个{'整数' if m[2] == 'int' else '数'}, 收到 {m[3]!r}"),
+    (r"argument (\S+): invalid choice: '(.*)' \(choose from (.*)\)", lambda m: f"{m[1]} 不认识 {m[2]!r}, 可选: {m[3]}"),
+    (r"argument (\S+): expected one argument", lambda m: f"{m[1]} 后面少了一个值"),
+    (r"argument (\S+): expected at least one argument", lambda m: f"{m[1]} 后面至少要一个值"),
+    (r"the following arguments are required: (.*)", lambda m: f"缺少参数 {m[1]}"),
+    (r"unrecognized arguments: (.*)", lambda m: f"不认识的参数 {m[1]} (参数名要写全, 不接受缩写)"),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """参数写错时只打一行: 错在哪、怎么查, 而不是一整屏 usage 加一句英文 (argparse 的默认行为)。退出码仍是 2。"""
+        for pattern, say in _ARGPARSE_ERRORS:
+            m = re.fullmatch(pattern, message)
+            if m:
+                message = say(m)
+                break
+        self.exit(2, f"错误: {message}。运行 python {self.prog} --help 看全部参数和写法\n")
+
+
 def make_parser(description):
     """各脚本的 argparse 解析器。allow_abbrev=False: argparse 默认接受参数名的前缀, 于是 --r 8 (想写 --lora_r 8)
     会被当成 --resume, 报一个让人摸不着头脑的 "unrecognized arguments: 8"; 这里只认完整的参数名。"""
-    return argparse.ArgumentParser(description=description, allow_abbrev=False, formatter_class=_HelpFormatter)
+    return _Parser(description=description, allow_abbrev=False, formatter_class=_HelpFormatter)
 
 
 def _drop_stdout():

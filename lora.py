@@ -16,6 +16,7 @@ DoRA / rsLoRA 等变体, Embedding/Conv 层上的 LoRA, 量化底座 (QLoRA)。
 import hashlib
 import math
 
+from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 import torch.nn as nn
 
@@ -202,7 +203,9 @@ def base_fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
-if __name__ == "__main__":
+def demo():
+    """python lora.py: 在一个 256x256 的层上看课程的三个结论 (参数算术、第 0 步等于底座、merge 前后一样)。"""
+    make_parser("在一个 256x256 的层上演示 LoRA 的参数算术、第 0 步等于底座、merge 前后输出相同").parse_args()
     torch.manual_seed(0)
     layer = LoRALinear(nn.Linear(256, 256), r=8, alpha=16, dropout=0.0)
     full, lora = lora_param_arithmetic(layer, r=8)
@@ -213,3 +216,7 @@ if __name__ == "__main__":
     y = layer(x)
     layer.merge()
     print("merge 前后输出的最大差:", (layer(x) - y).abs().max().item())
+
+
+if __name__ == "__main__":
+    run_main(demo)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # 整节课从头到尾: 数据 -> 底座 -> 全参数 SFT -> LoRA -> 评估 -> 三个模型并排回答同样的问题。
 # 2 核 CPU (AMD EPYC) 上默认设置最近七次 11 分 46 秒到 12 分 31 秒, 以前十五次 12 分半到 15 分半; 2 核 Intel Xeon 上八次 10 分到 13 分 (实测见 README 7.2 和附录 A.1)。有 GPU 的话: bash run_lesson.sh --device cuda
-# 额外参数 (如 --device cuda) 会传给每个训练脚本。
+# 额外参数 (如 --device cuda、--epochs 1) 会传给每个训练脚本; 只收三个脚本共有而且含义相同的参数。
 # 训练中途按了 Ctrl-C? 训练脚本会把进度存成 checkpoints/<名字>.resume.pt; 再运行一次本脚本, 就从被打断的那个训练步骤
 # 接着训练 (之前已经跑完的训练步骤跳过; 在训练之外按的 Ctrl-C 不留进度, 重跑就从头来)。想从头来过, 先 rm checkpoints/*.resume.pt。
 set -euo pipefail
@@ -13,6 +13,18 @@ for arg in "$@"; do
     echo "每个训练脚本的参数: python pretrain.py --help, python train_sft.py --help, python train_lora.py --help"
     exit 0
   fi
+done
+
+# 额外参数原样传给三个训练脚本, 所以只收对三个脚本都有意义的那几个。--out、--init、--data_path 会让三个脚本写同一个文件
+# 或读同一份数据, --lora_r 这类只有一个脚本认识, --lr 这类三个脚本的默认值各不相同: 这些单独运行那个脚本时再给
+shared="--device --epochs --max_steps --batch_size --grad_accum --seed --eval_interval --save_interval --compile --resume"
+for arg in "$@"; do
+  case "$arg" in
+    --*) if [[ " $shared " != *" ${arg%%=*} "* ]]; then
+           echo "错误: bash run_lesson.sh 不收 ${arg%%=*}: 额外参数会传给全部三个训练脚本, 只收 ${shared// /, }。要改单个脚本的设置, 单独运行它 (python pretrain.py / train_sft.py / train_lora.py --help 列出各自的参数)" >&2
+           exit 2
+         fi ;;
+  esac
 done
 
 # 续训由下面的 train 自己决定加不加 --resume; 用户照着中断提示加的 --resume 去掉, 否则没被打断的步骤会因为找不到续训状态而停下

@@ -4,7 +4,7 @@
   - AdamW (2 维的权重做 weight decay; norm 和 embedding 不做), 先 warmup 再 cosine 衰减的学习率;
   - 梯度裁剪、梯度累积; CUDA 上 bf16 autocast (不支持 bf16 的卡用 fp16 + GradScaler), CPU 上 fp32;
   - 定期在验证集上算 loss; tqdm 进度条显示 loss、学习率、tokens/s; 每步写一行 CSV; 结束画 loss 曲线 PNG;
-  - 定期保存续训状态 (模型、优化器、步数; 数据位置和随机数由步数推出), Ctrl-C 时做完当前步也保存, --resume 接着训;
+  - 定期保存续训状态 (模型、优化器、步数; 数据位置和随机数由步数推出), Ctrl-C 或 SIGTERM 时做完当前步也保存, --resume 接着训;
   - loss 变成 NaN/inf 时停下并指出是第几步; 每次保存前再查一遍权重是否有限: 已保存的 checkpoint 不会被坏模型覆盖;
   - 用 torchrun 启动时自动走 DistributedDataParallel: 每个进程取自己那份数据, 只有 rank 0 打日志和存文件。
 
@@ -189,31 +189,36 @@ def evaluate_loss(model, dataset, collate_fn, args, device, autocast):
     return loss
 
 
-class CtrlC:
-    """第一次 Ctrl-C 只记下 "要停", 训练做完当前这一步、存好续训状态再退出; 隔一秒以上再按一次则立即中断。
+class StopSignal:
+    """第一次 Ctrl-C (SIGINT) 或 kill (SIGTERM, 集群调度器抢占、`timeout` 到时也是它) 只记下 "要停", 训练做完当前这一步、
+    存好续训状态再退出; 隔一秒以上再来一次则立即中断。
 
     为什么不直接接住 KeyboardInterrupt: 它会落在任意一行 —— optimizer.step() 中途 (参数只更新了一部分, 步数却没加),
     或 torch.save 中途 (zip 文件写了一半, torch 随后报 "unexpected pos" 之类的错) —— 这时存下的续训状态就不一致。
-    SIGINT 被忽略 (例如 nohup 之类的后台运行) 或不在主线程时不接管, 保持原样。
+    SIGTERM 默认什么也不存就结束进程: 跑了二十分钟的训练, 只剩上一次定期保存的状态。
+    信号被忽略 (例如 nohup 之类的后台运行对 SIGINT)、已有别的处理函数, 或不在主线程时不接管, 保持原样。
     """
+    SIGNALS = {signal.SIGINT: ("Ctrl-C", signal.default_int_handler), signal.SIGTERM: ("SIGTERM", signal.SIG_DFL)}
 
     def __init__(self):
-        self.flag, self.first = False, None  # first: 第一次 Ctrl-C 的时刻
-        self.old = signal.getsignal(signal.SIGINT)
-        self.active = self.old is signal.default_int_handler and threading.current_thread() is threading.main_thread()
-        if self.active:
-            signal.signal(signal.SIGINT, self._handler)
+        self.flag, self.first, self.name, self.code = False, None, None, None  # first: 第一个信号的时刻
+        self.old = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum, (_, default) in self.SIGNALS.items():
+                if signal.getsignal(signum) is default:
+                    self.old[signum] = signal.signal(signum, self._handler)
 
     def _handler(self, signum, frame):  # 这里不 print: 信号可能正好打断 tqdm 往同一个流里写
         now = time.monotonic()
         if not self.flag:
             self.flag, self.first = True, now
-        elif now - self.first > 1.0:  # 过了一秒再按: 不等了, 立即中断
+            self.name, self.code = self.SIGNALS[signum][0], 128 + signum  # shell 里的退出码: Ctrl-C 130, SIGTERM 143
+        elif now - self.first > 1.0:  # 过了一秒再来: 不等了, 立即中断
             raise KeyboardInterrupt
-        # 一秒之内的第二个 SIGINT 算同一次: torchrun 收到 Ctrl-C 后会把它再转发给每个进程
+        # 一秒之内的第二个信号算同一次: torchrun 收到 Ctrl-C 后会把它再转发给每个进程
 
     def requested(self, device, world):
-        """多进程 (torchrun) 时任何一个进程收到 Ctrl-C, 所有进程都在同一步停下, 否则没停的会卡在 all_reduce 里。"""
+        """多进程 (torchrun) 时任何一个进程收到信号, 所有进程都在同一步停下, 否则没停的会卡在 all_reduce 里。"""
         if world == 1:
             return self.flag
         flag = torch.tensor([float(self.flag)], device=device)
@@ -221,9 +226,9 @@ class CtrlC:
         return flag.item() > 0
 
     def close(self):
-        if self.active:
-            signal.signal(signal.SIGINT, self.old)
-            self.active = False
+        for signum, old in self.old.items():
+            signal.signal(signum, old)
+        self.old = {}
 
 
 def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind="model"):
@@ -361,7 +366,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
     bar = tqdm(total=total_steps, initial=step, disable=not main, dynamic_ncols=True, desc=os.path.basename(args.out))
     start = time.time()
     saved_step = step if args.resume else None  # 续训状态文件里现在是第几步
-    ctrl_c = CtrlC()
+    stop = StopSignal()
     try:
         while step < total_steps:
             t0 = time.time()
@@ -428,14 +433,15 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
             if step % args.save_interval == 0 and step < total_steps:
                 save_resume()
                 saved_step = step
-            if step < total_steps and ctrl_c.requested(device, world):  # 在步与步之间停下: 状态是完整的
+            if step < total_steps and stop.requested(device, world):  # 在步与步之间停下: 状态是完整的
                 bar.close()
                 if saved_step != step:
                     save_resume()
                 if main:
-                    print(f"\n已中断: 第 {step} 步的状态存到 {resume_path}, 加 --resume 可以接着训练")
-                raise SystemExit(130)
-    except KeyboardInterrupt:  # 隔一秒以上的第二次 Ctrl-C: 不等这一步做完, 也不再保存
+                    print(f"\n已中断 ({stop.name or '另一个进程收到了停止信号'}): 第 {step} 步的状态存到 {resume_path}, "
+                          "加 --resume 可以接着训练")
+                raise SystemExit(stop.code or 130)
+    except KeyboardInterrupt:  # 隔一秒以上的第二个信号: 不等这一步做完, 也不再保存
         bar.close()
         if main:
             kept = f"{resume_path} 里仍是第 {saved_step} 步的状态, 加 --resume 可以从那里接着训练" \
@@ -443,7 +449,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
             print(f"\n已立即中断 (未保存当前步); {kept}")
         raise SystemExit(130)
     finally:
-        ctrl_c.close()
+        stop.close()
         bar.close()
         if log_file:
             try:

@@ -93,7 +93,7 @@ def test_bad_flag_is_one_line():
 
 
 def test_missing_data_dir_or_preset_with_quick_is_one_line(tmp_path):
-    """--data_dir 写错了: 一行报错, 而不是悄悄量一份临时生成的示例数据; --quick 配 --preset: 说明 --quick 会忽略它。"""
+    """--data_dir 写错了: 一行报错, 而不是悄悄量一份临时生成的示例数据; --quick 配 --preset、--seq_len: 说明 --quick 会忽略它。"""
     r = subprocess.run([sys.executable, "bench.py", "--quick", "--device", "cpu", "--data_dir", str(tmp_path / "nope")],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr and r.stdout == ""
@@ -101,6 +101,10 @@ def test_missing_data_dir_or_preset_with_quick_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "bench.py", "--quick", "--preset", "gpu"], cwd=ROOT, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode != 0 and r.stdout == "" and r.stderr.startswith("错误: --quick 固定用 tiny 形状")
+    # --quick 也会忽略形状和计时参数; 线程数多于核数 (几万个时 OpenMP 建不出线程, 进程直接崩掉): 都是一行
+    for extra, says in [(["--seq_len", "64"], "会忽略 --seq_len。"), (["--threads", "100000"], "错误: --threads 100000 多于这台机器的 CPU 核数")]:
+        r = subprocess.run([sys.executable, "bench.py", "--quick", *extra], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and r.stdout == "" and says in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
 
 
 @pytest.mark.parametrize("where", ["dir", "file_as_folder"])

@@ -396,6 +396,30 @@ def test_ctrl_c_finishes_the_step_then_saves(world, tmp_path, terminal_sigint):
     assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
 
 
+def test_sigterm_also_finishes_the_step_then_saves(world, tmp_path, capsys):
+    """kill (SIGTERM: 集群抢占、timeout 到时) 和 Ctrl-C 一样: 做完这一步, 存好续训状态, 以 143 退出, 之后恢复默认处理。"""
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    collate = lambda b: data.collate(b, tok.pad_id)  # noqa: E731
+    calls = {"n": 0}
+
+    def kill_collate(b):  # 第 3 步取数据时收到 SIGTERM
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return collate(b)
+
+    old = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # 测试进程里 (pytest-xdist 的 worker) 未必是默认处理
+    try:
+        with pytest.raises(SystemExit) as e:
+            train(tiny_model(tok), ds, None, kill_collate, train_args(tmp_path / "b.pt", "--max_steps", "12"))
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert e.value.code == 143 and load_checkpoint(str(tmp_path / "b.resume.pt"))["step"] == 3
+    assert "已中断 (SIGTERM): 第 3 步的状态存到 " in capsys.readouterr().out
+
+
 def test_ctrl_c_outside_training_is_one_line(capsys):
     """加载数据、建模型时按 Ctrl-C: 一行说明, 退出码 130, 没有 traceback。"""
     def main():
@@ -406,7 +430,7 @@ def test_ctrl_c_outside_training_is_one_line(capsys):
     assert e.value.code == 130 and capsys.readouterr().err.strip() == "已中断 (Ctrl-C)"
 
 
-ENTRY_SCRIPTS = ["bench.py", "chat.py", "data.py", "evaluate.py", "experiments.py", "model.py", "pretrain.py",
+ENTRY_SCRIPTS = ["bench.py", "chat.py", "data.py", "evaluate.py", "experiments.py", "lora.py", "model.py", "pretrain.py",
                  "train_lora.py", "train_sft.py"]
 
 
@@ -426,18 +450,22 @@ def test_ctrl_c_while_importing_torch_is_one_line():
 
 def test_every_script_uses_the_shared_parser():
     """每个脚本的 --help 都写出默认值 (学习者不用翻代码), 而且不接受缩写的参数名: argparse 默认会把 --r 8
-    (本想写 --lora_r 8) 当成 --resume, 报一个莫名其妙的 "unrecognized arguments: 8"。"""
+    (本想写 --lora_r 8) 当成 --resume, 报一个莫名其妙的 "unrecognized arguments: 8"; 写错的参数只报一行中文。"""
     for script in [*ENTRY_SCRIPTS, "sample_data.py", "tokenizer.py"]:
         with open(script, encoding="utf-8") as f:
             source = f.read()
         assert "make_parser(" in source and "ArgumentParser(" not in source, script
-    lora_help, data_help, chat_help, r = run_parallel(ROOT, ("train_lora.py", "--help"), ("data.py", "--help"),
-                                                      ("chat.py", "--help"), ("train_lora.py", "--r", "8"))
+    lora_help, data_help, chat_help, r, typo = run_parallel(ROOT, ("train_lora.py", "--help"), ("data.py", "--help"),
+                                                            ("chat.py", "--help"), ("train_lora.py", "--r", "8"),
+                                                            ("train_sft.py", "--epochs", "3x"))
     assert "(默认: 8)" in lora_help.stdout and "(默认: 0.01)" in lora_help.stdout  # --lora_r, --lr
     # 默认 0 也写出来 (0 == False, 不能拿 "in (None, False)" 判断); 默认是空列表的不写
     assert "(从 0 开始) (默认: 0)" in data_help.stdout
     assert "(默认: [])" not in chat_help.stdout
-    assert r.returncode == 2 and "unrecognized arguments: --r 8" in r.stderr
+    # 写错的参数: 一行中文 (不是一屏 usage 加英文), 退出码 2
+    assert r.returncode == 2 and r.stderr == ("错误: 不认识的参数 --r 8 (参数名要写全, 不接受缩写)。"
+                                              "运行 python train_lora.py --help 看全部参数和写法\n")
+    assert typo.returncode == 2 and typo.stderr.splitlines() == ["错误: --epochs 要一个数, 收到 '3x'。运行 python train_sft.py --help 看全部参数和写法"]
 
 
 @pytest.mark.parametrize("cmd", [["data.py", "--show"], ["data.py", "--check", "data/sft_train.jsonl"],
@@ -951,7 +979,7 @@ def test_experiments_resume_an_interrupted_run(tmp_path, monkeypatch):
 
 def test_run_lesson_continues_where_ctrl_c_stopped_it(tmp_path):
     """整节课在 SFT 那一步被 Ctrl-C 打断之后, 再运行 run_lesson.sh: 已经跑完的预训练跳过, SFT 加 --resume 接着训,
-    后面的步骤照常。脚本换成只记下自己参数的替身, 所以这个测试不训练任何东西。"""
+    后面的步骤照常; 只对一个脚本有意义的参数 (--out、--lora_r) 不收。脚本换成只记下自己参数的替身, 所以这个测试不训练任何东西。"""
     import shutil
     shutil.copy(os.path.join(ROOT, "run_lesson.sh"), tmp_path)
     for script in ("data.py", "pretrain.py", "train_sft.py", "train_lora.py", "evaluate.py", "chat.py"):
@@ -990,6 +1018,13 @@ def test_run_lesson_continues_where_ctrl_c_stopped_it(tmp_path):
     (tmp_path / "calls.txt").unlink()  # --help 只打印说明, 什么也不跑 (不会把 --help 传给每个脚本、再去评估旧模型)
     r = subprocess.run(["bash", "run_lesson.sh", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("整节课从头到尾") and not (tmp_path / "calls.txt").exists()
+
+    # 额外参数会传给全部三个脚本: --out 会让三个脚本写同一个文件, --lora_r 只有一个脚本认识。一行说明, 什么也不跑
+    for extra in (["--device", "cpu", "--out", "x.pt"], ["--lora_r=8"]):
+        r = subprocess.run(["bash", "run_lesson.sh", *extra], cwd=tmp_path, env=env, capture_output=True, text=True)
+        flag = extra[-2] if len(extra) > 1 else "--lora_r"
+        assert r.returncode == 2 and r.stderr.startswith(f"错误: bash run_lesson.sh 不收 {flag}:"), r.stderr
+        assert len(r.stderr.splitlines()) == 1 and not (tmp_path / "calls.txt").exists()
 
 
 def test_pretrain_resume_checks_the_tokenizer_and_names_only_changed_fields(base, tmp_path):
