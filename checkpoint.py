@@ -19,7 +19,7 @@ import stat
 
 import torch
 
-from cli import write_atomically
+from cli import elsewhere, write_atomically
 
 FORMAT = "sft-lesson/v1"
 
@@ -106,7 +106,7 @@ def load_checkpoint(path, kinds=None, map_location="cpu"):
     if os.path.isdir(path):  # 常见的手误: --checkpoint checkpoints
         raise SystemExit(f"错误: {path} 是目录, 不是 checkpoint 文件。写出文件名, 例如 {os.path.join(path, 'sft_model.pt')}")
     if not os.path.exists(path):
-        raise SystemExit(f"错误: 找不到 checkpoint {path}。先训练出它 (例如 python train_sft.py), 或检查路径")
+        raise SystemExit(f"错误: 找不到 checkpoint {path}。{elsewhere(path) or '先训练出它 (例如 python train_sft.py), 或检查路径'}")
     if not os.path.isfile(path):  # /dev/null、管道之类: 存在, 只是不是文件
         raise SystemExit(f"错误: {path} 不是普通文件, 不是 checkpoint。写出 checkpoint 文件的路径, 例如 checkpoints/sft_model.pt")
     try:

@@ -1,6 +1,7 @@
-"""cli.py — 各脚本共用的三件小事: 命令行入口 run_main (用户按 Ctrl-C、或输出接到提前关闭的管道上时, 不打印 traceback),
-参数解析器 make_parser (--help 里写出默认值, 不接受缩写的参数名, 写错时一行中文), 和原子写文件 write_atomically
-(checkpoint、分词器、示例数据和 --json 结果都经过它; 写不了时的那一行错误也在这里)。
+"""cli.py — 各脚本共用的几件小事: 命令行入口 run_main (用户按 Ctrl-C、或输出接到提前关闭的管道上时, 不打印 traceback),
+参数解析器 make_parser (--help 里写出默认值, 不接受缩写的参数名, 写错时一行中文), 原子写文件 write_atomically
+(checkpoint、分词器、示例数据和 --json 结果都经过它; 写不了时的那一行错误也在这里), 以及在课程目录之外运行时
+"找不到文件" 后面补的那半句 elsewhere。
 
 单独成一个文件、只用标准库 (argparse, os, sys): tokenizer.py 和 sample_data.py 为了命令行启动快, 故意不导入 torch, 也要用它。
 各脚本在 import torch 之前先导入本模块: 导入 torch 要一两秒, 这时按 Ctrl-C 还没进 run_main, 由下面的 sys.excepthook 接住。
@@ -89,6 +90,17 @@ def make_parser(description):
     """各脚本的 argparse 解析器。allow_abbrev=False: argparse 默认接受参数名的前缀, 于是 --r 8 (想写 --lora_r 8)
     会被当成 --resume, 报一个让人摸不着头脑的 "unrecognized arguments: 8"; 这里只认完整的参数名。"""
     return _Parser(description=description, allow_abbrev=False, formatter_class=_HelpFormatter)
+
+
+PROJECT_DIR = os.path.dirname(os.path.realpath(__file__))
+
+
+def elsewhere(path):
+    """找不到 path 时该怎么办的那半句, 用在 `elsewhere(path) or "先运行 ..."` 里。相对路径按当前目录找: 学习者在别的目录里运行
+    (python sft/train_sft.py), data/、checkpoints/ 就按那个目录找, 而文件其实在课程目录里 —— 这时说出去哪里运行。否则是空串。"""
+    if os.path.isabs(path) or os.path.realpath(os.getcwd()) == os.path.realpath(PROJECT_DIR) or not os.path.exists(os.path.join(PROJECT_DIR, path)):
+        return ""
+    return f"相对路径按当前目录 {os.getcwd()} 找, 而课程目录里有 {path}: 先 cd {PROJECT_DIR} 再运行"
 
 
 def _drop_stdout():

@@ -26,7 +26,7 @@ import random
 import stat
 import sys
 
-from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
+from cli import elsewhere, make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
 IGNORE_INDEX = -100  # PyTorch cross_entropy 默认忽略的 label 值
@@ -189,7 +189,7 @@ def read_records(path):
     .json 数组里的语法错误则直接停下 (之后的记录读不出来); 数组的 ] 之后还有内容也停下 (那里的记录读不到)。
     """
     if not os.path.exists(path):
-        raise SystemExit(f"错误: 找不到数据文件 {path}。先运行 python data.py --create_sample, 或用 --data_path 指定文件")
+        raise SystemExit(f"错误: 找不到数据文件 {path}。{elsewhere(path) or '先运行 python data.py --create_sample, 或用 --data_path 指定文件'}")
     text = read_text(path)
     out = []
     if path.endswith(".json"):
@@ -364,7 +364,7 @@ def padding_fraction(lengths, batches):
 def load_tokenizer(path=TOKENIZER_PATH):
     from tokenizer import Tokenizer
     if not os.path.exists(path):
-        raise SystemExit(f"错误: 找不到分词器 {path}。先运行 python data.py --create_sample")
+        raise SystemExit(f"错误: 找不到分词器 {path}。{elsewhere(path) or '先运行 python data.py --create_sample'}")
     return Tokenizer.load(path)
 
 

@@ -34,7 +34,7 @@ import unicodedata
 from collections import Counter
 from itertools import zip_longest
 
-from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
+from cli import elsewhere, make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 from tqdm import tqdm
 
@@ -285,7 +285,8 @@ def main():
                   *([("--lora", args.lora)] if args.lora else [])]
         check_output_path(args.json, "--json", inputs, ours=is_results_json)
     if not paths:
-        raise SystemExit("错误: 没有给出 checkpoint, checkpoints/ 下也没有。先运行 python pretrain.py 和 python train_sft.py")
+        raise SystemExit("错误: 没有给出 checkpoint, checkpoints/ 下也没有。"
+                         + (elsewhere(DEFAULT_CHECKPOINTS[0]) or "先运行 python pretrain.py 和 python train_sft.py"))
     twice = sorted({c for c in paths if paths.count(c) > 1})
     if twice:  # 结果按路径存: 同一个路径给两次, 表里只剩一列
         raise SystemExit(f"错误: checkpoint {twice[0]} 给了两次。每个 checkpoint 写一次就够了")

@@ -15,7 +15,7 @@
 """
 import os
 
-from cli import make_parser, run_main  # 先于 torch 导入: 见 cli.py
+from cli import elsewhere, make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
 import data
@@ -46,7 +46,7 @@ def load_start(args, allow_scratch=True):
         return GPT(get_config(args.preset, vocab_size=tokenizer.vocab_size)), tokenizer
     if not os.path.exists(args.init):
         hint = ", 或用 --init scratch 从随机权重开始" if allow_scratch else ""
-        raise SystemExit(f"错误: 找不到底座模型 {args.init}。先运行 python pretrain.py 训练一个{hint}")
+        raise SystemExit(f"错误: 找不到底座模型 {args.init}。{elsewhere(args.init) or '先运行 python pretrain.py 训练一个' + hint}")
     ckpt = load_checkpoint(args.init, kinds=("model",))  # 先查种类: --init 给成了适配器, 要说的是这个, 而不是和 --out 撞名
     if os.path.abspath(args.out) == os.path.abspath(args.init):
         raise SystemExit(f"错误: --out 和 --init 是同一个文件 {args.init}: 训练结果会覆盖底座。换一个 --out")

@@ -353,3 +353,26 @@ def test_many_bad_records_are_summarised(tmp_path, capsys, tok):
     assert len(capsys.readouterr().err.splitlines()) == 51
     path.write_text(GOOD + "\n")
     assert data.check(str(path), tok, 64, strict=False) == 0
+
+
+def test_missing_file_run_from_another_folder_says_where_to_cd(tmp_path, monkeypatch):
+    """在课程目录之外运行 (python sft/train_sft.py): data/、checkpoints/ 按当前目录找。文件其实在课程目录里时,
+    错误说出先 cd 到哪里; 课程目录里也没有、或就在课程目录里运行时, 照旧说怎么生成它。"""
+    import cli
+    project, elsewhere_dir = tmp_path.resolve() / "sft", tmp_path.resolve() / "home"  # resolve: macOS 的 /var 是个链接
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "tokenizer.json").write_text("{}", encoding="utf-8")
+    elsewhere_dir.mkdir()
+    monkeypatch.setattr(cli, "PROJECT_DIR", str(project))
+    monkeypatch.chdir(elsewhere_dir)
+    with pytest.raises(SystemExit, match=f"找不到分词器 data/tokenizer.json。相对路径按当前目录 {elsewhere_dir} 找, "
+                                         f"而课程目录里有 data/tokenizer.json: 先 cd {project} 再运行$"):
+        data.load_tokenizer("data/tokenizer.json")
+    assert cli.elsewhere("data/sft_train.jsonl") == ""  # 课程目录里也没有: 照旧的提示
+    assert cli.elsewhere(str(project / "data" / "tokenizer.json")) == ""  # 绝对路径
+    with pytest.raises(SystemExit, match="找不到数据文件 data/sft_train.jsonl。先运行 python data.py --create_sample"):
+        load_conversations("data/sft_train.jsonl")
+    monkeypatch.chdir(project / "data")  # 课程目录的子目录也算 "别处"
+    assert "先 cd " in cli.elsewhere("data/tokenizer.json")
+    monkeypatch.chdir(project)
+    assert cli.elsewhere("data/tokenizer.json") == ""
