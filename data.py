@@ -387,6 +387,8 @@ def create_sample(out_dir, seed, vocab_size, overwrite=False):
     sample_data.check_overwrite({path: text}, overwrite)
     sample_data.write_text(path, text)  # 和数据文件同一个原子写入 (临时文件 + 改名)
     print(f"写入 {path}  (词表 {tok.vocab_size})")
+    if tok.vocab_size < vocab_size:  # 示例文本里能合并的相邻对用完了: 不是错误, 但要说一声, 免得以为词表是要求的大小
+        print(f"注意: 示例文本只学得出 {len(tok.merges)} 条合并, 词表 {tok.vocab_size} 小于 --vocab_size {vocab_size}")
 
 
 def show(path, index, tokenizer, max_length):

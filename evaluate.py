@@ -71,9 +71,16 @@ def score(reply, answer):
 def require_answer(rec):
     answer = rec.get("answer")
     keys = answer if isinstance(answer, list) and answer else [answer]
+    what = "正确回复必须包含的关键字符串, 或几个关键字符串的列表"
+    if answer == []:
+        raise ValueError(f"answer 是空列表 (要的是{what})")
     for key in keys:
-        if not isinstance(key, (str, int)) or isinstance(key, bool) or not str(key).strip():
-            raise ValueError("缺少 answer (正确回复必须包含的关键字符串, 或几个关键字符串的列表)")
+        if key is None:
+            raise ValueError(f"缺少 answer ({what})")
+        if not isinstance(key, (str, int)) or isinstance(key, bool):
+            raise ValueError(f"answer 的类型不对, 收到 {type(key).__name__} (要的是{what})")
+        if not str(key).strip():  # 空串包含在任何回复里: 不拦的话这道题永远算对
+            raise ValueError(f"answer 是空的 (要的是{what}; 空串在任何回复里都 \"包含\", 这道题就永远算对)")
         data.require_utf8(str(key), "answer")  # 评估结果里要打印它们
     data.require_utf8(str(rec.get("category", "default")), "category")
 

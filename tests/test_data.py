@@ -266,6 +266,13 @@ def test_create_sample_checks_vocab_size_before_writing(tmp_path):
     assert mine.read_text(encoding="utf-8") == "my own data\n"  # 报错之前什么都没写
 
 
+def test_create_sample_says_when_the_vocab_is_smaller_than_asked(tmp_path, capsys):
+    """示例文本里能合并的相邻对用完了, 词表就停在那里: 不是错误, 但要说一声, 免得以为词表是 --vocab_size 那么大。"""
+    data.create_sample(str(tmp_path), seed=0, vocab_size=100_000)
+    size = data.load_tokenizer(str(tmp_path / "tokenizer.json")).vocab_size
+    assert 1536 < size < 100_000 and f"词表 {size} 小于 --vocab_size 100000" in capsys.readouterr().out
+
+
 def test_unreadable_data_files_are_one_line(tmp_path):
     (tmp_path / "bad.jsonl").write_bytes(b'{"a": 1}\n\xff\xfe\n')
     with pytest.raises(SystemExit, match=r"bad.jsonl:2: 不是 UTF-8"):

@@ -250,7 +250,7 @@ def test_answer_can_be_a_list_of_keys_all_required(tmp_path, capsys):
     records = load_eval_records(str(path))
     assert [r["answer"] for r in records] == [["小智", "星火"], ["x", "5"]]
     err = capsys.readouterr().err
-    assert f"{path}:2:" in err and f"{path}:3:" in err
+    assert f"{path}:2: answer 是空列表" in err and f"{path}:3: answer 是空的" in err  # 不是 "缺少 answer": 它在, 只是空的
     print_samples([{"category": "c", "question": "q", "answer": ["小智", "星火"], "reply": "r", "correct": False,
                     "stopped": True, "stop": "<|endoftext|>"}], 1, 8)
     assert "期望包含: 小智 + 星火" in capsys.readouterr().out
