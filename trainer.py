@@ -319,7 +319,9 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
                       "余弦学习率按新的总步数算, 和不中断的那次训练不再相同")
 
     def still_saved():  # 训练因 NaN/inf 停下时的后半句: 上一次好的续训状态还在 (两处报错共用)
-        return f"上次保存的 {resume_path if os.path.exists(resume_path) else '(尚无)'} 保持不变; 试试降低 --lr"
+        tries = ["降低 --lr"] + (["调小 --lora_alpha (旁路乘 alpha/r)"] if hasattr(args, "lora_alpha") else []) \
+            + (["打开梯度裁剪 (--grad_clip 1)"] if args.grad_clip == 0 else [])
+        return f"上次保存的 {resume_path if os.path.exists(resume_path) else '(尚无)'} 保持不变; 试试{'、'.join(tries)}"
 
     def check_weights():
         """loss 的检查 (见下面) 看的是更新之前的模型: 管不到最后一步的更新, 也管不到 "loss 还有限、梯度却溢出" 的那一步。

@@ -517,9 +517,12 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
 
     model.forward = forward
     out = tmp_path / "m.pt"
-    with pytest.raises(SystemExit, match="第 5 步的 loss 是 nan"):
+    with pytest.raises(SystemExit, match="第 5 步的 loss 是 nan.*m.resume.pt 保持不变; 试试降低 --lr$"):
         train(model, ds, None, lambda b: data.collate(b, tok.pad_id), train_args(out, "--max_steps", "10", "--save_interval", "2"))
     assert load_checkpoint(str(tmp_path / "m.resume.pt"))["step"] == 4
+    calls["n"] = 0  # 关掉了梯度裁剪: 提示里也说打开它
+    with pytest.raises(SystemExit, match=r"\(尚无\) 保持不变; 试试降低 --lr、打开梯度裁剪 \(--grad_clip 1\)$"):
+        train(model, ds, None, lambda b: data.collate(b, tok.pad_id), train_args(tmp_path / "n.pt", "--max_steps", "10", "--grad_clip", "0"))
     for f in ("m.log.csv", "m.loss.png"):
         assert (tmp_path / f).read_text() == "上一次运行的"
     assert len(list(csv.reader(open(tmp_path / "m.log.csv.part")))) == 1 + 4  # 这次的日志: 表头和 NaN 之前的 4 步
