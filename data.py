@@ -29,7 +29,8 @@ import sys
 from cli import elsewhere, make_parser, run_main  # 先于 torch 导入: 见 cli.py
 import torch
 
-IGNORE_INDEX = -100  # PyTorch cross_entropy 默认忽略的 label 值
+from model import IGNORE_INDEX  # -100: 不训练的位置的 label (loss 忽略它们; 定义在 model.py, 那里算 loss)
+
 ROLES = ("system", "user", "assistant")
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
 

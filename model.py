@@ -27,7 +27,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100  # 与 data.py 一致: label 为 -100 的位置不计 loss
+IGNORE_INDEX = -100  # label 为 -100 的位置不计 loss (PyTorch cross_entropy 默认忽略的值); data.py 用它标出不训练的位置
+
+
+def n_targets(labels):
+    """labels (B, T) 里被训练的 token 数。和 GPT.forward 一样错一位 (位置 t 预测 labels[t + 1]), 所以数的是 labels[:, 1:]。
+    训练循环用它给 micro-batch 按 token 数加权。"""
+    return (labels[:, 1:] != IGNORE_INDEX).sum()
 
 
 @dataclass
@@ -273,7 +279,7 @@ class GPT(nn.Module):
         h = self.hidden_states(input_ids, kv_cache, start_pos)  # (B, T, C)
         if labels is None:
             return self.lm_head(h), None  # (B, T, V)
-        # 错一位 (全项目只在这里做一次): 位置 t 的输出去预测 labels[t + 1]。
+        # 错一位 (全项目只在这个文件里做: 这里和 n_targets): 位置 t 的输出去预测 labels[t + 1]。
         # 所以 labels 与 input_ids 等长, 调用方不用自己移位; 最后一个位置没有下一个 token, 不参与。
         targets = labels[:, 1:]  # (B, T-1)
         keep = targets != IGNORE_INDEX  # (B, T-1)

@@ -27,7 +27,8 @@ import torch
 import torch.distributed as dist
 
 from checkpoint import FORMAT, check_output_path, checkpoint_kind, load_checkpoint, save_checkpoint
-from data import IGNORE_INDEX, length_grouped_batches
+from data import length_grouped_batches
+from model import n_targets
 
 
 def add_train_args(p, **defaults):
@@ -155,11 +156,6 @@ def autocast_for(device):
         return nullcontext, None
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
-
-
-def n_targets(labels):
-    """一个 batch 里被训练的 token 数 (模型内部移位一格, 所以看 labels[:, 1:])。"""
-    return (labels[:, 1:] != IGNORE_INDEX).sum()
 
 
 @torch.no_grad()
