@@ -430,9 +430,9 @@ def main():
     if args.data_dir != data.DATA_DIR and not os.path.isdir(args.data_dir):
         raise SystemExit(f"错误: 找不到数据目录 {args.data_dir} (--data_dir)。不给这个参数就用 {data.DATA_DIR}/ (没有时临时生成示例数据)")
     # padding 比例按课程的训练器组 batch: 在 --quick 缩小形状之前定下 batch 和长度 (256 = train_sft.py 的 --max_length 默认值),
-    # 这样冒烟测试量出的也是真实的数
+    # 这样冒烟测试量出的也是真实的数; 所以 --quick 不拦 --batch_size (它仍决定 padding 比例的 batch), 只拦完全用不上的形状参数
     pad_batch, pad_len = args.batch_size, min(256, get_config(args.preset).max_seq_len)
-    fixed = ["preset", "big_preset", "batch_size", "seq_len", "gen_tokens", "prompt_len", "warmup", "steps", "repeats"]
+    fixed = ["preset", "big_preset", "seq_len", "gen_tokens", "prompt_len", "warmup", "steps", "repeats"]
     ignored = [f"--{k}" for k in fixed if getattr(args, k) != p.get_default(k)]
     if args.quick and ignored:
         raise SystemExit(f"错误: --quick 固定用 tiny 形状、每项只跑一次, 会忽略 {', '.join(ignored)}。量真实的形状时去掉 --quick")

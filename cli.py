@@ -8,6 +8,7 @@
 训练循环里的 Ctrl-C (和 SIGTERM) 不在这里: 那由 trainer.StopSignal 接管 (做完当前一步、存好续训状态再退出)。
 """
 import argparse
+import ast
 import errno
 import os
 import re
@@ -64,26 +65,67 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text
 
 
-# argparse 自己的几种英文报错, 换成一句中文; 没列出的原样保留 (仍然只有一行)
+# argparse 自己的几种英文报错, 换成一句中文; 没列出的原样保留 (仍然只有一行)。
+# argparse 引用收到的值时用的是 repr (有单引号的值用双引号), 这里原样照抄那一段, 不再 repr 一次
+_QUOTED = r"('.*'|\".*\")"
 _ARGPARSE_ERRORS = [
-    (r"argument (\S+): invalid (int|float) value: '(.*)'", lambda m: f"{m[1]} 要一个{'整数' if m[2] == 'int' else '数'}, 收到 {m[3]!r}"),
-    (r"argument (\S+): invalid choice: '(.*)' \(choose from (.*)\)", lambda m: f"{m[1]} 不认识 {m[2]!r}, 可选: {m[3]}"),
-    (r"argument (\S+): expected one argument", lambda m: f"{m[1]} 后面少了一个值"),
-    (r"argument (\S+): expected at least one argument", lambda m: f"{m[1]} 后面至少要一个值"),
-    (r"the following arguments are required: (.*)", lambda m: f"缺少参数 {m[1]}"),
-    (r"unrecognized arguments: (.*)", lambda m: f"不认识的参数 {m[1]} (参数名要写全, 不接受缩写)"),
+    (rf"argument (\S+): invalid (int|float) value: {_QUOTED}",
+     lambda m, p: f"{m[1]} 要一个{'整数' if m[2] == 'int' else '数'}, 收到 '{ast.literal_eval(m[3])}'"),
+    (rf"argument (\S+): invalid choice: {_QUOTED} \(choose from (.*)\)", lambda m, p: f"{m[1]} 不认识 '{ast.literal_eval(m[2])}', 可选: {m[3]}"),
+    (r"argument (\S+): expected one argument", lambda m, p: f"{m[1]} 后面少了一个值{_dash_hint(m[1], p)}"),
+    (r"argument (\S+): expected at least one argument", lambda m, p: f"{m[1]} 后面至少要一个值"),
+    (rf"argument (\S+): ignored explicit argument {_QUOTED}", lambda m, p: f"{m[1]} 是开关, 不带值: 要打开就只写 {m[1].split('/')[-1]}"),
+    (r"the following arguments are required: (.*)", lambda m, p: f"缺少参数 {m[1]}"),
 ]
 
 
+def _dash_hint(flag, parser):
+    """--prompt -你好: argparse 把以 - 开头的 "-你好" 当成另一个参数名, 报 --prompt 少了值。这时说怎么写。"""
+    names, argv = flag.split("/"), sys.argv[1:]
+    follows = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in names]
+    value = follows[-1] if follows else ""
+    if not value.startswith("-") or value.split("=")[0] in parser._option_string_actions:  # 后面跟的真是另一个参数: 就是少了值
+        return ""
+    return f" (值以 - 开头时连着写: {names[-1]}={value})"
+
+
+def _script():
+    """--help 提示里的脚本路径: 在别的目录里运行 (python sft/train_sft.py) 时照用户的写法, 而不是只写文件名。"""
+    path = sys.argv[0] if sys.argv and sys.argv[0] else "脚本"
+    rel = os.path.relpath(path) if os.path.isabs(path) else path
+    return path if rel.startswith("..") else rel
+
+
 class _Parser(argparse.ArgumentParser):
+    def parse_args(self, args=None, namespace=None):
+        """多出来的参数分两种说: 不认识的参数名 (连同紧跟着它的值, 如 --r 8) 和没有参数名的多余值 (如 --epochs 1 2 里的 2)。
+        argparse 只说一句 "unrecognized arguments: --r 8 2", 分不出是哪一种。"""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            unknown, stray = [], []
+            for i, a in enumerate(extras):
+                if a.startswith("-") and a != "-":
+                    unknown.append(a)
+                elif unknown and extras[i - 1] == unknown[-1].split(" ")[-1] and extras[i - 1].startswith("-") and "=" not in extras[i - 1]:
+                    unknown[-1] += f" {a}"  # 紧跟在不认识的参数名后面的值, 多半是它的值
+                else:
+                    stray.append(a)
+            said = []
+            if unknown:
+                said.append(f"不认识的参数 {', '.join(unknown)} (参数名要写全, 不接受缩写)")
+            if stray:
+                said.append(f"多出来的值 {' '.join(map(repr, stray))} (每个参数只跟一个值; 值里有空格就整个加引号)")
+            self.error("; ".join(said))
+        return namespace
+
     def error(self, message):
         """参数写错时只打一行: 错在哪、怎么查, 而不是一整屏 usage 加一句英文 (argparse 的默认行为)。退出码仍是 2。"""
         for pattern, say in _ARGPARSE_ERRORS:
             m = re.fullmatch(pattern, message)
             if m:
-                message = say(m)
+                message = say(m, self)
                 break
-        self.exit(2, f"错误: {message}。运行 python {self.prog} --help 看全部参数和写法\n")
+        self.exit(2, f"错误: {message}。运行 python {_script()} --help 看全部参数和写法\n")
 
 
 def make_parser(description):

@@ -75,8 +75,10 @@ def require_answer(rec):
     if answer == []:
         raise ValueError(f"answer 是空列表 (要的是{what})")
     for key in keys:
-        if key is None:
+        if key is None and answer is None:
             raise ValueError(f"缺少 answer ({what})")
+        if key is None:  # 列表里的 null
+            raise ValueError(f"answer 列表里有一项是 null (要的是{what})")
         if not isinstance(key, (str, int)) or isinstance(key, bool):
             raise ValueError(f"answer 的类型不对, 收到 {type(key).__name__} (要的是{what})")
         if not str(key).strip():  # 空串包含在任何回复里: 不拦的话这道题永远算对

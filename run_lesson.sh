@@ -16,10 +16,15 @@ for arg in "$@"; do
 done
 
 # 额外参数原样传给三个训练脚本, 所以只收对三个脚本都有意义的那几个。--out、--init、--data_path 会让三个脚本写同一个文件
-# 或读同一份数据, --lora_r 这类只有一个脚本认识, --lr 这类三个脚本的默认值各不相同: 这些单独运行那个脚本时再给
-shared="--device --epochs --max_steps --batch_size --grad_accum --seed --eval_interval --save_interval --compile --resume"
+# 或读同一份数据, --lora_r 这类只有一个脚本认识, --lr、--warmup_steps 三个脚本的默认值各不相同: 这些单独运行那个脚本时再给。
+# --epochs 和 --batch_size 的默认值也不同, 但收下: 想让整节课快一点 (--epochs 1) 或按显存放大 batch 时, 最先想到的就是它们
+shared="--device --epochs --max_steps --batch_size --grad_accum --seed --eval_interval --eval_batches --save_interval"
+shared="$shared --weight_decay --grad_clip --min_lr_ratio --compile --resume"
 for arg in "$@"; do
   case "$arg" in
+    --resume=*|--compile=*)
+      echo "错误: ${arg%%=*} 是开关, 不带值: 要打开就写 ${arg%%=*}, 不要就不写" >&2
+      exit 2 ;;
     --*) if [[ " $shared " != *" ${arg%%=*} "* ]]; then
            echo "错误: bash run_lesson.sh 不收 ${arg%%=*}: 额外参数会传给全部三个训练脚本, 只收 ${shared// /, }。要改单个脚本的设置, 单独运行它 (python pretrain.py / train_sft.py / train_lora.py --help 列出各自的参数)" >&2
            exit 2

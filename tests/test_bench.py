@@ -39,7 +39,7 @@ def data_dir(tmp_path_factory):
 def test_quick_run_writes_documented_json(data_dir, tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "bench.py", "--quick", "--device", "cpu", "--threads", "1",
-           "--data_dir", str(data_dir), "--json", str(out)] + (["--compare_hf"] if HAS_HF else [])
+           "--data_dir", str(data_dir), "--json", str(out), "--batch_size", "8"] + (["--compare_hf"] if HAS_HF else [])
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     for word in ("tokens/s", "MFU", "lora_qv", "lora_all", "KV cache", "padding", "分词器"):
@@ -55,12 +55,13 @@ def test_quick_run_writes_documented_json(data_dir, tmp_path):
     assert set(res["train_100m"]) == {"full", "lora_qv"}
     assert set(res["generate"]) == {"cache_tokens_per_s", "nocache_tokens_per_s"}
     assert 0 <= res["padding_fraction"] < 1 and res["tokenizer_mb_per_s"] > 0 and res["matmul_gflops"] > 0
-    # padding 比例按课程训练器的 batch (16) 和 --max_length (256) 组 batch, --quick 缩小的形状不影响它
+    # padding 比例按课程训练器的方式、用 --batch_size (这里 8; --quick 也收它) 和 --max_length 的默认 256 组 batch,
+    # --quick 缩小的训练形状 (batch 2) 不影响它
     ds = data.SFTDataset(data.load_conversations(str(data_dir / "sft_train.jsonl"), quiet=True),
                          Tokenizer.load(str(data_dir / "tokenizer.json")), 256)
-    batches = data.length_grouped_batches(ds.lengths, 16, seed=TRAINER_SEED, drop_last=True)
+    batches = data.length_grouped_batches(ds.lengths, 8, seed=TRAINER_SEED, drop_last=True)
     assert res["padding_fraction"] == pytest.approx(data.padding_fraction(ds.lengths, batches))
-    assert "(batch 16," in r.stdout
+    assert "(batch 8," in r.stdout
     if HAS_HF:
         assert "logits 和 loss 的最大差" in r.stdout
         assert set(res["hf"]) == {"train", "generate"}

@@ -245,12 +245,13 @@ def test_answer_can_be_a_list_of_keys_all_required(tmp_path, capsys):
     assert score("45减44等于1。", ["45减44", "等于1"]) and not score("44减44等于1。", ["45减44", "等于1"])
     path = tmp_path / "e.jsonl"
     good = make_records()[0]
-    path.write_text("\n".join(json.dumps({**good, "answer": a}) for a in (["小智", "星火"], [], ["小智", ""], ["x", 5])),
+    path.write_text("\n".join(json.dumps({**good, "answer": a}) for a in (["小智", "星火"], [], ["小智", ""], ["x", 5], ["x", None])),
                     encoding="utf-8")
     records = load_eval_records(str(path))
     assert [r["answer"] for r in records] == [["小智", "星火"], ["x", "5"]]
     err = capsys.readouterr().err
     assert f"{path}:2: answer 是空列表" in err and f"{path}:3: answer 是空的" in err  # 不是 "缺少 answer": 它在, 只是空的
+    assert f"{path}:5: answer 列表里有一项是 null" in err
     print_samples([{"category": "c", "question": "q", "answer": ["小智", "星火"], "reply": "r", "correct": False,
                     "stopped": True, "stop": "<|endoftext|>"}], 1, 8)
     assert "期望包含: 小智 + 星火" in capsys.readouterr().out

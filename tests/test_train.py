@@ -468,6 +468,22 @@ def test_every_script_uses_the_shared_parser():
     assert typo.returncode == 2 and typo.stderr.splitlines() == ["错误: --epochs 要一个数, 收到 '3x'。运行 python train_sft.py --help 看全部参数和写法"]
 
 
+def test_argument_errors_say_which_kind_of_mistake(tmp_path):
+    """argparse 的几种报错各说一句中文, 值照用户写的原样 (不多转义一层); 多出来的值不说成 "缩写"; 开关不带值;
+    以 - 开头的值说怎么写; --help 提示照用户运行脚本的路径写 (在别的目录里运行时不只是文件名)。"""
+    stray, quote, switch, dash, typo = run_parallel(
+        tmp_path, ("train_sft.py", "--epochs", "1", "2"), ("train_sft.py", "--epochs", "it's\\"), ("train_sft.py", "--resume=1"),
+        ("chat.py", "--prompt", "-你好"), ("train_lora.py", "--epochs", "--lr", "3"))
+    script = os.path.join(ROOT, "train_sft.py")  # 从 tmp_path 运行: 提示里是脚本的完整路径
+    tail = f"。运行 python {script} --help 看全部参数和写法"
+    assert stray.stderr.splitlines() == [f"错误: 多出来的值 '2' (每个参数只跟一个值; 值里有空格就整个加引号){tail}"]
+    assert quote.stderr.splitlines() == [f"错误: --epochs 要一个数, 收到 'it's\\'{tail}"]
+    assert switch.stderr.splitlines() == [f"错误: --resume 是开关, 不带值: 要打开就只写 --resume{tail}"]
+    assert dash.stderr.startswith("错误: --prompt 后面少了一个值 (值以 - 开头时连着写: --prompt=-你好)。")
+    assert typo.stderr.startswith("错误: --epochs 后面少了一个值。")  # 后面跟的 --lr 真是参数名: 就是少了值, 不提 "连着写"
+    assert all(r.returncode == 2 and len(r.stderr.splitlines()) == 1 for r in (stray, quote, switch, dash, typo))
+
+
 @pytest.mark.parametrize("cmd", [["data.py", "--show"], ["data.py", "--check", "data/sft_train.jsonl"],
                                  ["tokenizer.py", "--encode", "你好"], ["model.py"],
                                  ["bench.py", "--quick", "--device", "cpu", "--threads", "1"], ["experiments.py", "lora"],
@@ -1028,6 +1044,14 @@ def test_run_lesson_continues_where_ctrl_c_stopped_it(tmp_path):
         flag = extra[-2] if len(extra) > 1 else "--lora_r"
         assert r.returncode == 2 and r.stderr.startswith(f"错误: bash run_lesson.sh 不收 {flag}:"), r.stderr
         assert len(r.stderr.splitlines()) == 1 and not (tmp_path / "calls.txt").exists()
+    # 开关带了值 (--resume=1): 一行说开关不带值, 而不是被上面去掉 --resume 的循环漏过、再由三个脚本各报一次
+    r = subprocess.run(["bash", "run_lesson.sh", "--resume=1"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr == "错误: --resume 是开关, 不带值: 要打开就写 --resume, 不要就不写\n"
+    assert not (tmp_path / "calls.txt").exists()
+    # 三个脚本含义和默认值都一样的训练参数照样传下去
+    subprocess.run(["bash", "run_lesson.sh", "--grad_clip", "0.5", "--weight_decay=0"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    assert trainers() == [f"{s} --grad_clip 0.5 --weight_decay=0" for s in ("pretrain.py", "train_sft.py", "train_lora.py")]
 
 
 def test_pretrain_resume_checks_the_tokenizer_and_names_only_changed_fields(base, tmp_path):
