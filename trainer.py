@@ -214,12 +214,16 @@ class StopSignal:
         # 一秒之内的第二个信号算同一次: torchrun 收到 Ctrl-C 后会把它再转发给每个进程
 
     def requested(self, device, world):
-        """多进程 (torchrun) 时任何一个进程收到信号, 所有进程都在同一步停下, 否则没停的会卡在 all_reduce 里。"""
+        """多进程 (torchrun) 时任何一个进程收到信号, 所有进程都在同一步停下, 否则没停的会卡在 all_reduce 里。
+        传的是退出码 (没收到是 0): 没收到信号的进程也用那个信号的退出码退出 (SIGTERM 143, 而不是一律 130)。"""
         if world == 1:
             return self.flag
-        flag = torch.tensor([float(self.flag)], device=device)
-        dist.all_reduce(flag)
-        return flag.item() > 0
+        code = torch.tensor([float(self.code or 0)], device=device)
+        dist.all_reduce(code, op=dist.ReduceOp.MAX)
+        if code.item() > 0 and not self.flag:  # 信号落在别的进程上: 照它的信号说、照它的退出码退出
+            self.code = int(code.item())
+            self.name = f"{self.SIGNALS[signal.Signals(self.code - 128)][0]}, 另一个进程收到的"
+        return code.item() > 0
 
     def close(self):
         for signum, old in self.old.items():
@@ -436,9 +440,9 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
                 if saved_step != step:
                     save_resume()
                 if main:
-                    print(f"\n已中断 ({stop.name or '另一个进程收到了停止信号'}): 第 {step} 步的状态存到 {resume_path}, "
+                    print(f"\n已中断 ({stop.name}): 第 {step} 步的状态存到 {resume_path}, "
                           "加 --resume 可以接着训练")
-                raise SystemExit(stop.code or 130)
+                raise SystemExit(stop.code)
     except KeyboardInterrupt:  # 隔一秒以上的第二个信号: 不等这一步做完, 也不再保存
         bar.close()
         if main:

@@ -420,6 +420,23 @@ def test_sigterm_also_finishes_the_step_then_saves(world, tmp_path, capsys):
     assert "已中断 (SIGTERM): 第 3 步的状态存到 " in capsys.readouterr().out
 
 
+def test_a_signal_on_one_rank_stops_every_rank_with_its_exit_code(tmp_path):
+    """torchrun 的两个进程 (gloo), 只有 rank 0 收到 SIGTERM: 两个都在这一步停下, 没收到的 rank 1 也以 143 退出 (不是 130)。"""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import os, signal, torch, torch.distributed as dist; from trainer import StopSignal\n"
+            "dist.init_process_group('gloo'); stop = StopSignal()\n"
+            "if dist.get_rank() == 0: stop._handler(signal.SIGTERM, None)\n"
+            "print(stop.requested(torch.device('cpu'), 2), stop.code, stop.name); stop.close(); dist.destroy_process_group()")
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", PYTHONPATH=ROOT)
+    ranks = [subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=dict(env, RANK=str(r)), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in ranks]
+    assert [out for out, _ in outs] == ["True 143 SIGTERM\n", "True 143 SIGTERM, 另一个进程收到的\n"], outs
+
+
 def test_ctrl_c_outside_training_is_one_line(capsys):
     """加载数据、建模型时按 Ctrl-C: 一行说明, 退出码 130, 没有 traceback。"""
     def main():
