@@ -102,19 +102,22 @@ class _Parser(argparse.ArgumentParser):
         argparse 只说一句 "unrecognized arguments: --r 8 2", 分不出是哪一种。"""
         namespace, extras = self.parse_known_args(args, namespace)
         if extras:
-            unknown, stray = [], []
-            for i, a in enumerate(extras):
+            unknown, stray, wants_value = [], [], False
+            for a in extras:
                 if a.startswith("-") and a != "-":
                     unknown.append(a)
-                elif unknown and extras[i - 1] == unknown[-1].split(" ")[-1] and extras[i - 1].startswith("-") and "=" not in extras[i - 1]:
-                    unknown[-1] += f" {a}"  # 紧跟在不认识的参数名后面的值, 多半是它的值
+                    wants_value = "=" not in a
+                elif wants_value:  # 紧跟在不认识的参数名后面的值, 多半是它的值
+                    unknown[-1] += f" {a}"
+                    wants_value = False
                 else:
                     stray.append(a)
             said = []
             if unknown:
                 said.append(f"不认识的参数 {', '.join(unknown)} (参数名要写全, 不接受缩写)")
             if stray:
-                said.append(f"多出来的值 {' '.join(map(repr, stray))} (每个参数只跟一个值; 值里有空格就整个加引号)")
+                values = " ".join(f"'{a}'" for a in stray)
+                said.append(f"多出来的值 {values} (每个参数只跟一个值; 值里有空格就整个加引号)")
             self.error("; ".join(said))
         return namespace
 
