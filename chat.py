@@ -87,7 +87,8 @@ class Bot:
         self.history.append({"role": "user", "content": text})
         L = self.model.config.max_seq_len
         max_new = args.max_new_tokens or L // 2  # 默认半个窗口: 提示和回答加起来放得下, 生成中途不用丢掉开头
-        # 给回答留的位置: 最多半个窗口, 否则小窗口的模型连一轮历史都放不下
+        # 给回答留的位置: 最多半个窗口, 否则小窗口的模型连一轮历史都放不下。(严格说能多放一个 token: 最后生成的那个不用再
+        # 喂回模型, evaluate.py 就是这么算的; 聊天里少用一个位置无关紧要, 这样写更好懂)
         budget = L - min(max_new, L // 2)
         ids, dropped = self.prompt_ids(budget)
         tok, system_kept = self.tokenizer, bool(self.system)
@@ -97,7 +98,6 @@ class Bot:
             # <|system|> 的半句话)。丢旧的轮次也要按不带 system 的长度重算, 不然会白白丢掉本来放得下的历史
             note(f"(system prompt 太长 ({head - 1} 个 token): 这一轮没有用它; 用 /system 换一个短一些的)")
             (ids, dropped), head, system_kept = self.prompt_ids(budget, system=False), 1, False
-        self.history = self.history[2 * dropped:]
         if len(ids) > budget:
             # 只剩这一条消息还是放不下: 保留开头的 system 和 <|user|>, 丢掉消息的前半部分 (问题通常在末尾)
             ids = ids[:head] + ids[len(ids) - (budget - head):]
@@ -140,7 +140,8 @@ class Bot:
                 note("(已停止生成; 这半截回答留在历史里)")
             elif not ended:  # 没说结束符就到了上限: 回答可能断在半句、甚至半个字上 (末尾的 "\ufffd")
                 note(f"(到了 {max_new} 个 token 的上限 (--max_new_tokens), 回答被截断了)")
-            self.history.append({"role": "assistant", "content": answer})
+            # 放不下的最早几轮到这时才真的丢掉: 回答是空的、这一轮作废时, 它们还留在历史里
+            self.history = self.history[2 * dropped:] + [{"role": "assistant", "content": answer}]
         if args.verbose:
             dt = time.perf_counter() - t0
             where = self.name + (f" + 适配器 {self.adapter}" if self.adapter else "")
@@ -195,10 +196,21 @@ def load_bots(args, device):
     return [bot]
 
 
-def run_command(line, bots, interactive):
+COMMANDS = ("/help", "/clear", "/system", "/adapter", "/exit")
+
+
+def split_command(line):
+    """这一行是不是 /命令: 是就返回 (命令, 参数), 否则 None (当成普通消息发给模型)。
+    只认上面这几个命令名, 所以 "/tmp 是什么目录？" 照常发给模型; 命令和参数之间可以是任何空白 (中文输入法的全角空格也行),
+    也可以不隔开 ("/system请用英文回答")。单独一个没见过的 "/字母" (多半是命令打错了, 如 /hlep) 返回它自己, 由 run_command 提示。"""
+    m = re.match(r"(/[A-Za-z]+)(?![A-Za-z])\s*(.*)", line, re.S)
+    if m and (m[1] in COMMANDS or not m[2]):
+        return m[1], m[2].strip()
+    return None
+
+
+def run_command(cmd, arg, bots, interactive):
     """执行一条 /命令; 返回 True 表示退出。"""
-    cmd, _, arg = line.partition(" ")
-    arg = arg.strip()
     say = note if interactive else (lambda msg: None)  # 管道模式下命令默默生效, 不给输出添乱
     if cmd == "/exit":
         return True
@@ -234,16 +246,25 @@ def read_lines(interactive):
         if src is None:  # 已经是文字 (测试里换成了 StringIO)
             yield from sys.stdin
             return
-        # 按字节一行行读、自己解码: 某一行不是合法文字 (例如 GBK 编码的文件) 时能说出是第几行
-        encoding = sys.stdin.encoding or "utf-8"
+        # 按字节一行行读、自己解码: 某一行不是合法文字 (例如 GBK 编码的文件) 时能说出是第几行。
+        # 先按 UTF-8 (和数据文件一样; 中文 Windows 上管道的默认编码却是 GBK, 照它解 UTF-8 的文件会变成乱码),
+        # 不是 UTF-8 再按系统给标准输入的编码 (中文 Windows 的 cmd 里 echo 出来的就是 GBK)
+        encodings = ["utf-8"]
+        if sys.stdin.encoding and codecs.lookup(sys.stdin.encoding).name != "utf-8":
+            encodings.append(sys.stdin.encoding)
         for n, raw in enumerate(src, 1):
             if n == 1 and raw.startswith(b"\xef\xbb\xbf"):  # Windows 记事本存的 "UTF-8 (带 BOM)": 否则第一行的 /命令 不认
                 raw = raw[3:]
-            try:
-                yield raw.decode(encoding)
-            except UnicodeDecodeError:
-                raise SystemExit(f"错误: 标准输入第 {n} 行不是 {encoding} 编码的文字。请先转换编码 "
-                                 f"(例如 iconv -f GBK -t UTF-8 文件名 | python chat.py)") from None
+            for encoding in encodings:
+                try:
+                    text = raw.decode(encoding)
+                    break
+                except UnicodeDecodeError:
+                    pass
+            else:
+                raise SystemExit(f"错误: 标准输入第 {n} 行不是 {' 或 '.join(encodings)} 编码的文字。请先转换编码 "
+                                 f"(例如 iconv -f GBK -t UTF-8 文件名 | python chat.py)")
+            yield text
         return
     try:
         import readline  # noqa: F401  导入即生效: input() 获得方向键编辑和历史。Windows 上没有, 照常能用
@@ -326,9 +347,9 @@ def main(argv=None):
         line = line.strip()
         if not line:
             continue
-        # 只有 "/字母" 开头才算命令, 所以 "/usr/bin 是什么" 这种话照常发给模型
-        if re.fullmatch(r"/[A-Za-z]+", line.split()[0]):
-            if run_command(line, bots, interactive):
+        command = split_command(line)
+        if command:
+            if run_command(*command, bots, interactive):
                 return
             continue
         answer(bots, line, args, interactive)

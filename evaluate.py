@@ -4,8 +4,9 @@
   - 对 data/sft_eval.jsonl 的每条记录, 把最后一条 assistant 回复之前的对话按 chat 模板拼好
     (与训练、chat.py 同一个 data.render_chat), 以 <|assistant|> 结尾, 让模型贪心生成 (temperature=0);
     回复里包含记录的 answer 就算对 (answer 也可以是几个字符串的列表, 每个都要包含)。贪心没有随机性, 同一个模型每次得分都一样。
-  - 报告: 每个类别和总体的准确率; 停止率 (回复以 <|endoftext|> 结束、没被 --max_new_tokens 截断的比例:
-    SFT 教会模型 "说完就停", 底座模型不会); 留出的预训练文本上的困惑度 (SFT 之后它涨了多少, 就是忘了多少);
+  - 报告: 每个类别和总体的准确率; 停止率 (回复以 <|endoftext|> 结束、没被 --max_new_tokens 截断的比例。本课的底座
+    也几乎都停: 预训练的每段文字以 <|endoftext|> 结尾, 它续写完一段就停 —— 所以这里它查的是 SFT 之后的模型还停不停得下来,
+    分不出底座和 SFT); 留出的预训练文本上的困惑度 (SFT 之后它涨了多少, 就是忘了多少);
     以及几条回答样例。给几个 checkpoint 就并排成一张表; --json 把数字写给脚本和 README 用。
   - checkpoint 可以是完整模型, 也可以是 LoRA 适配器 (它记得自己的底座), 一律经 checkpoint.load_model 加载。
 

@@ -127,6 +127,15 @@ def test_clear_and_system_through_stdin(files, monkeypatch, capsys):
     assert out == ["你好, 小丽！", "小丽", "我不知道", "喵", "我是助手"]
 
 
+def test_commands_with_any_space_and_paths_that_are_not_commands(files, monkeypatch, capsys):
+    """命令后面是全角空格 (中文输入法) 或者不隔开也认; "/tmp 是什么目录？" 不是命令, 照常回答 (一行输入一行回答)。"""
+    stdin = "/system\u3000你是一只猫\n你是谁？\n/clear\n/system\n/system你是一只猫\n你是谁？\n/tmp 是什么目录？\n"
+    out, err = run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"]], stdin)
+    assert out[:2] == ["喵", "喵"] and len(out) == 3 and "未知命令" not in err
+    _, err = run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"]], "/hlep\n")
+    assert "未知命令 /hlep" in err
+
+
 def test_system_flag_and_blank_lines(files, monkeypatch, capsys):
     out, _ = run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"], "--system", "你是一只猫"], "\n你是谁？\n\n")
     assert out == ["喵"]
@@ -362,6 +371,15 @@ def test_empty_reply_gets_a_note_and_leaves_no_turn(files, capsys):
     bot = chat.Bot("fake", FakeModel(tok.encode("\n ") + [tok.eot_id]), tok)  # 只有空白, 也算没有回答
     bot.reply("你好", chat.parse_args([]))
     assert bot.history == [] and "没有回答" in capsys.readouterr().err
+    # 窗口放不下时要丢掉最早的一轮; 可这一轮作废了, 那一轮就还留在历史里。这一轮有回答时才真的丢掉
+    long_turn = [U("一二三四五六七八九十" * 2), A("一二三四五六七八九十" * 2)]
+    bot = chat.Bot("fake", FakeModel([tok.eot_id]), tok)
+    bot.history = list(long_turn)
+    bot.reply("你好", chat.parse_args([]))
+    assert "丢掉了最早的 1 轮" in capsys.readouterr().err and bot.history == long_turn
+    bot.model = FakeModel(tok.encode("喵") + [tok.eot_id])
+    bot.reply("你好", chat.parse_args([]))
+    assert bot.history == [U("你好"), A("喵")]
 
 
 def test_ctrl_c_stops_reply_keeps_partial_in_history(files, capsys):
@@ -449,3 +467,8 @@ def test_non_utf8_stdin_line_is_one_line_error(files):
                        input=b"\xef\xbb\xbf/exit\n" + "我叫小红\n".encode("utf-8"), capture_output=True, cwd=ROOT, env=env,
                        timeout=120)
     assert r.returncode == 0 and r.stdout == b"", r.stderr.decode("utf-8")
+    # 标准输入的编码是 GBK (中文 Windows 的管道): UTF-8 的行 (数据文件、记事本) 和 GBK 的行 (cmd 里 echo 的) 都认
+    r = subprocess.run([sys.executable, "chat.py", "--checkpoint", files["sft"], "--temperature", "0", "--device", "cpu"],
+                       input="我叫小红\n".encode("utf-8") + "我叫什么？\n".encode("gbk"), capture_output=True, cwd=ROOT,
+                       env=dict(os.environ, PYTHONIOENCODING="gbk"), timeout=120)
+    assert r.returncode == 0 and r.stdout.decode("gbk").splitlines() == ["你好, 小红！", "小红"], r.stderr.decode("gbk")
