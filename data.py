@@ -80,8 +80,11 @@ def encode_chat(messages, tokenizer, max_length):
     先从最旧的一轮丢起 (保留 system prompt 和最近的上下文); 最后一轮自己都放不下时, 改成从最新的一轮往回丢,
     留下开头放得下的几轮 (真实的多轮数据里常见: 前几轮很短, 最后一个回答很长; 整条扔掉就白白浪费了前面的回答)。
     中间的几轮不单独试: 第一轮和最后一轮都各自放不下的对话, 整条丢弃。
+    最后一个回答之后的消息 (例如 OpenAI 格式里还没有回答的最后一问) 先去掉: 它们不产生任何 loss (注意力是因果的,
+    后面的 token 改变不了前面位置的预测), 留着只会占长度, 把有回答的轮次挤出窗口。
     """
-    system, turns = split_turns(messages)
+    last = max((k for k, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+    system, turns = split_turns(messages[:last + 1])
     if not turns:
         return None
     last_fits = len(render_chat(system + turns[-1], tokenizer)[0]) <= max_length  # 放不下时, 含最后一轮的窗口都不用试
@@ -447,7 +450,7 @@ def main():
     p.add_argument("--data_path", default=TRAIN_PATH, help="--show 读取的数据文件")
     p.add_argument("--index", type=int, default=0, help="--show 显示第几条对话 (从 0 开始)")
     p.add_argument("--tokenizer", default=TOKENIZER_PATH, help="分词器文件")
-    p.add_argument("--max_length", type=int, default=256, help="训练时一条样本的最大 token 数")
+    p.add_argument("--max_length", type=int, default=256, help="训练时一条样本的最大 token 数 (训练脚本还会把它限制在模型的上下文窗口以内, 默认模型是 256)")
     p.add_argument("--strict", action="store_true", help="遇到坏记录立即报错退出, 而不是跳过")
     p.add_argument("--out_dir", default=DATA_DIR, help="--create_sample 的输出目录")
     p.add_argument("--seed", type=int, default=0, help="--create_sample 的随机种子 (同一种子生成同样的数据)")

@@ -98,6 +98,16 @@ def test_truncation_keeps_early_turns_when_the_last_one_is_too_long(tok):
     assert trained_ids(input_ids, labels) == expected_trained(tok, first_turn)
 
 
+def test_messages_after_the_last_answer_are_dropped_first(tok):
+    """结尾一条没有回答的用户消息不产生 loss: 先去掉, 不让它占长度、把有回答的第一轮挤出窗口。"""
+    trailing = MULTI + [{"role": "user", "content": "再见"}]
+    full = render_chat(MULTI, tok)[0]
+    for max_length in (len(full), 256):
+        input_ids, labels = encode_chat(trailing, tok, max_length=max_length)
+        assert input_ids == full and trained_ids(input_ids, labels) == expected_trained(tok, MULTI)
+    assert encode_chat([{"role": "user", "content": "你好"}], tok, 256) is None  # 没有回答: 没有可训练的 token
+
+
 def test_show_says_what_truncation_will_keep(tok, tmp_path, capsys):
     """data.py --show 超长时: 说出截断后还剩多少 token; 一轮也放不下时说整条丢掉 (而不是 "会整轮丢弃")。"""
     path = tmp_path / "d.jsonl"
