@@ -13,6 +13,7 @@ loss 的归一化: 一个优化步里所有 micro-batch (以及所有进程) 的
 
 不在这里的: 模型结构 (model.py)、数据与掩码 (data.py)、LoRA (lora.py)、存最终模型 (checkpoint.py)。
 """
+import atexit
 import csv
 import hashlib
 import math
@@ -107,6 +108,8 @@ def setup_distributed(device_name):
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # 退出时拆掉进程组 (不论正常结束还是报错退出): 否则 NCCL 退出时会警告, 偶尔还会让别的进程等着
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
     return rank, world, device
 
 
@@ -277,6 +280,9 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
     if steps_per_epoch == 0:
         raise SystemExit(f"错误: 训练数据只有 {len(train_set)} 条, 不够一个优化步 ({step_bs} 条)。调小 --batch_size 或 --grad_accum")
     total_steps = args.max_steps or max(1, int(args.epochs * steps_per_epoch))
+    if main and args.warmup_steps >= total_steps > 1:  # 多半是 --max_steps 很小的试跑
+        print(f"注意: --warmup_steps {args.warmup_steps} 不少于总步数 {total_steps}: 学习率一路上升, 升不到 --lr, "
+              f"也没有余弦下降。想看完整的学习率曲线, 就把 --warmup_steps 调到总步数的十分之一左右")
 
     step, history = 0, []
     run_info = {**(run_info or {}), "seed": args.seed, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
@@ -317,6 +323,12 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
             if state.get("total_steps", total_steps) != total_steps:  # 数据位置不受影响, 学习率曲线会变: 说一声, 不拦
                 print(f"注意: 总步数从当初的 {state['total_steps']} 变成了 {total_steps} (--epochs / --max_steps), "
                       "余弦学习率按新的总步数算, 和不中断的那次训练不再相同")
+            # 同理: 学习率曲线的形状和梯度裁剪换了也能接着训, 但和不中断的那次不再相同
+            old_args = state.get("args") or {}
+            moved = [f"--{k} {old_args[k]} -> {getattr(args, k)}" for k in ("warmup_steps", "min_lr_ratio", "grad_clip")
+                     if k in old_args and old_args[k] != getattr(args, k)]
+            if moved:
+                print(f"注意: {', '.join(moved)}: 接下来按新的设置训练, 和不中断的那次训练不再相同")
 
     def still_saved():  # 训练因 NaN/inf 停下时的后半句: 上一次好的续训状态还在 (两处报错共用)
         tries = ["降低 --lr"] + (["调小 --lora_alpha (旁路乘 alpha/r)"] if hasattr(args, "lora_alpha") else []) \
@@ -362,14 +374,24 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
             kept = [r for r in list(csv.reader(f))[1:] if r and r[0].isdigit() and int(r[0]) <= step]
     log_file = open(log_part, "w", newline="") if main else None
     log = csv.writer(log_file) if main else None
-    if main:
-        log.writerows([["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss"]] + kept)
+
+    def write_log(rows, at_step):
+        """写几行日志并立刻刷到文件 (训练中也能 tail -f 看)。写不了 (多半是磁盘满了) 时一行说明, 上次的续训状态还在。"""
+        try:
+            log.writerows(rows)
+            log_file.flush()
+        except OSError as e:
+            then = f"加 --resume 从 {resume_path} 接着训练" if os.path.exists(resume_path) else "重新训练"
+            raise SystemExit(f"错误: 第 {at_step} 步写不了训练日志 {log_part} ({e.strerror}), 训练停止。"
+                             f"腾出磁盘空间后{then}") from None
     from tqdm import tqdm
     bar = tqdm(total=total_steps, initial=step, disable=not main, dynamic_ncols=True, desc=os.path.basename(args.out))
     start = time.time()
     saved_step = step if args.resume else None  # 续训状态文件里现在是第几步
     stop = StopSignal()
     try:
+        if main:  # 表头和续训时保留的行。旧日志刚被 "w" 清空: 立刻写回, 第一步里就被 kill -9 也不丢
+            write_log([["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss"]] + kept, step + 1)
         while step < total_steps:
             t0 = time.time()
             # 这一步的随机数 (dropout) 只由 (seed, 进程号, 步数) 决定: 续训时不用存取随机数状态 (CPU、CUDA、
@@ -421,14 +443,8 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
                 eval_loss = evaluate_loss(raw_model, eval_set, collate_fn, args, device, autocast) if main else None
             history.append([step, train_loss, eval_loss, step_s])
             if main:
-                try:
-                    log.writerow([step, f"{step / steps_per_epoch:.3f}", f"{train_loss:.4f}", f"{lr:.2e}", f"{tok_s:.0f}",
-                                  "" if eval_loss is None else f"{eval_loss:.4f}"])
-                    log_file.flush()  # 训练中也能 tail -f 看日志
-                except OSError as e:  # 多半是磁盘满了: 一行说明, 上次的续训状态还在
-                    then = f"加 --resume 从 {resume_path} 接着训练" if os.path.exists(resume_path) else "重新训练"
-                    raise SystemExit(f"错误: 第 {step} 步写不了训练日志 {log_part} ({e.strerror}), 训练停止。"
-                                     f"腾出磁盘空间后{then}") from None
+                write_log([[step, f"{step / steps_per_epoch:.3f}", f"{train_loss:.4f}", f"{lr:.2e}", f"{tok_s:.0f}",
+                            "" if eval_loss is None else f"{eval_loss:.4f}"]], step)
                 bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.1e}", tok_s=f"{tok_s:.0f}",
                                 **({} if eval_loss is None else {"eval": f"{eval_loss:.3f}"}))
                 bar.update(1)

@@ -339,9 +339,33 @@ def test_resume_refuses_other_data_and_notes_new_total_steps(world, tmp_path, ca
               train_args(out, "--max_steps", "2", "--resume"))
     capsys.readouterr()
     assert train(tiny_model(tok), ds, None, collate, train_args(out, "--max_steps", "2", "--resume"))["steps"] == 2
-    assert "总步数" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "总步数从当初" not in printed and "--" + "warmup_steps 2 ->" not in printed
+    # 这么短的试跑, warmup 占满了全程: 学习率一路上升, 说一声
+    assert "注意: --warmup_steps 2 不少于总步数 2: 学习率一路上升" in printed
     assert train(tiny_model(tok), ds, None, collate, train_args(out, "--max_steps", "3", "--resume"))["steps"] == 3
     assert "注意: 总步数从当初的 2 变成了 3" in capsys.readouterr().out
+    # 学习率曲线的形状、梯度裁剪换了: 也能续训, 同样说一声
+    train(tiny_model(tok), ds, None, collate, train_args(out, "--max_steps", "3", "--resume", "--warmup_steps", "1", "--grad_clip", "0.5"))
+    assert "注意: --warmup_steps 2 -> 1, --grad_clip 1.0 -> 0.5: 接下来按新的设置训练" in capsys.readouterr().out
+
+
+def test_resume_writes_the_kept_log_rows_before_the_first_step(world, tmp_path):
+    """续训时旧日志被 "w" 打开 (清空) 后, 保留的前几步的行要立刻写回磁盘: 第一步里被 kill -9 的话, 缓冲区里的东西就没了,
+    下一次续训只能读到一个空日志。这里在续训的第一次取数据时, 直接读磁盘上的日志。"""
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    collate = lambda b: data.collate(b, tok.pad_id)  # noqa: E731
+    out = tmp_path / "b.pt"
+    train(tiny_model(tok), ds, None, collate, train_args(out, "--max_steps", "3", "--save_interval", "2"))
+    log_part = trainer.run_files(str(out))[1] + ".part"
+    seen = []
+
+    def peek(b):
+        seen.append(open(log_part, encoding="utf-8").read().splitlines())
+        return collate(b)
+    train(tiny_model(tok), ds, None, peek, train_args(out, "--max_steps", "3", "--resume"))
+    assert seen[0][0].startswith("step,") and [r.split(",")[0] for r in seen[0][1:]] == ["1", "2"]
 
 
 def test_resume_on_another_device_uses_this_devices_fused_setting(world, tmp_path):
