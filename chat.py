@@ -150,10 +150,10 @@ class Bot:
 
     def use_adapter(self, name):
         state, scaling = self.adapters[name]
-        load_lora_state_dict(self.model, state)
-        for m in self.model.modules():
+        for m in self.model.modules():  # 先换 scaling 再换 A/B: 已合并的层在 load_lora_state_dict 里按新的 scaling 重新合并
             if isinstance(m, LoRALinear):
                 m.scaling = scaling  # alpha 可以不同, r 和 target_modules 必须相同 (形状才对得上)
+        load_lora_state_dict(self.model, state)
         self.adapter = name
 
 
