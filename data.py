@@ -193,7 +193,9 @@ def read_records(path):
     .json 数组里的语法错误则直接停下 (之后的记录读不出来); 数组的 ] 之后还有内容也停下 (那里的记录读不到)。
     """
     if not os.path.exists(path):
-        raise SystemExit(f"错误: 找不到数据文件 {path}。{elsewhere(path) or '先运行 python data.py --create_sample, 或用 --data_path 指定文件'}")
+        sample = os.path.normpath(path) in {os.path.join(DATA_DIR, f) for f in ("sft_train.jsonl", "sft_eval.jsonl")}
+        hint = "先运行 python data.py --create_sample 生成示例数据" if sample else "检查文件名和路径"
+        raise SystemExit(f"错误: 找不到数据文件 {path}。{elsewhere(path) or hint}")
     text = read_text(path)
     out = []
     if path.endswith(".json"):

@@ -845,7 +845,7 @@ def test_script_errors(base, tmp_path):
     (tmp_path / "latin1.jsonl").write_bytes("{}\n\xe9t\xe9\n".encode("latin-1"))
     cases = [
         (("train_sft.py", "--init", str(tmp_path / "nope.pt")), "找不到底座模型"),
-        (("train_sft.py", "--data_path", str(tmp_path / "nope.jsonl")), "找不到数据文件"),
+        (("train_sft.py", "--data_path", str(tmp_path / "nope.jsonl")), f"找不到数据文件 {tmp_path / 'nope.jsonl'}。检查文件名和路径"),
         (("train_lora.py", "--target_modules", "qkv"), "没有匹配到任何 Linear 层"),
         (("train_sft.py", "--batch_size", "0"), "--batch_size 必须 >= 1, 收到 0"),
         (("pretrain.py", "--lr", "-1", "--save_interval", "0"),
