@@ -332,7 +332,7 @@ def test_cli_errors_are_one_line(world, case):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("错误") and "Traceback" not in r.stderr
     if case == "missing_data":
-        assert "python data.py --create_sample" in lines[0]
+        assert lines[0].endswith("missing.jsonl。检查文件名和路径")  # 不是示例数据的文件名: 不叫人去生成示例数据
     if case == "same_checkpoint_twice":
         assert "给了两次" in lines[0]
 
