@@ -437,6 +437,8 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
             step += 1
 
             step_s = time.time() - t0
+            # 算过的 token 数 (含 padding, 课程数据上约 2%; 和 bench.py 一样, 被 -100 掩掉的也算: 前向都算了它们)。
+            # 多进程时按 rank 0 的数乘进程数估算, 不为一个显示用的数多做一次通信
             tok_s = n_tokens * world / step_s
             eval_loss = None
             if step % args.eval_interval == 0 or step == total_steps:
