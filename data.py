@@ -63,11 +63,13 @@ def render_chat(messages, tokenizer, add_generation_prompt=False):
 
 
 def split_turns(messages):
-    """拆成 (开头的 system 消息列表, 轮次列表)。一轮 = 一条 user 消息加上它后面的回复。"""
+    """拆成 (开头的 system 消息列表, 轮次列表)。一轮 = 一条 user 消息加上它后面的回复。
+    对话中途换的 system 消息归到它后面的那一轮 (它管的是之后的对话): 截断时丢掉旧的轮次, 不会把它一起丢掉。"""
     system = messages[:1] if messages and messages[0]["role"] == "system" else []
     turns = []
     for m in messages[len(system):]:
-        if m["role"] == "user" or not turns:
+        only_system_so_far = turns and all(x["role"] == "system" for x in turns[-1])
+        if not turns or m["role"] == "system" or (m["role"] == "user" and not only_system_so_far):
             turns.append([])
         turns[-1].append(m)
     return system, turns

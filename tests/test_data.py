@@ -98,6 +98,17 @@ def test_truncation_keeps_early_turns_when_the_last_one_is_too_long(tok):
     assert trained_ids(input_ids, labels) == expected_trained(tok, first_turn)
 
 
+def test_a_system_message_mid_conversation_stays_with_the_turns_after_it(tok):
+    """中途换的 system 提示管的是之后的对话: 截断丢掉第一轮时, 它跟着第二轮留下。"""
+    mid = [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好！"},
+           {"role": "system", "content": "请用英文回答"},
+           {"role": "user", "content": "你是谁？"}, {"role": "assistant", "content": "I am Xiaozhi."}]
+    kept = mid[2:]
+    input_ids, labels = encode_chat(mid, tok, max_length=len(render_chat(kept, tok)[0]))
+    assert input_ids == render_chat(kept, tok)[0] and trained_ids(input_ids, labels) == expected_trained(tok, kept)
+    assert encode_chat(mid, tok, 256)[0] == render_chat(mid, tok)[0]  # 放得下时什么都不变
+
+
 def test_messages_after_the_last_answer_are_dropped_first(tok):
     """结尾一条没有回答的用户消息不产生 loss: 先去掉, 不让它占长度、把有回答的第一轮挤出窗口。"""
     trailing = MULTI + [{"role": "user", "content": "再见"}]
