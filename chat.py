@@ -140,8 +140,9 @@ class Bot:
                 note("(已停止生成; 这半截回答留在历史里)")
             elif not ended:  # 没说结束符就到了上限: 回答可能断在半句、甚至半个字上 (末尾的 "\ufffd")
                 note(f"(到了 {max_new} 个 token 的上限 (--max_new_tokens), 回答被截断了)")
-            # 放不下的最早几轮到这时才真的丢掉: 回答是空的、这一轮作废时, 它们还留在历史里
-            self.history = self.history[2 * dropped:] + [{"role": "assistant", "content": answer}]
+            # 放不下的最早几轮到这时才真的丢掉: 回答是空的、这一轮作废时, 它们还留在历史里。
+            # 末尾半个字的 "\ufffd" 只在屏幕上: 记进历史的话, 下一轮它会被编码成模型从没见过的三个字节 token
+            self.history = self.history[2 * dropped:] + [{"role": "assistant", "content": answer.rstrip("\ufffd") or answer}]
         if args.verbose:
             dt = time.perf_counter() - t0
             where = self.name + (f" + 适配器 {self.adapter}" if self.adapter else "")

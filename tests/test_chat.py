@@ -348,8 +348,10 @@ def test_reply_cut_by_the_token_limit_gets_a_note(files, capsys):
     说了结束符的回答没有这句说明。"""
     tok = files["tokenizer"]
     cut = list("你好".encode("utf-8"))[:4]  # 第二个字只出来了 1 个字节 (FakeModel 不管上限, 就当它是上限前的最后几个)
-    assert chat.Bot("fake", FakeModel(cut), tok).reply("hi", chat.parse_args(["--max_new_tokens", "4"])) == "你\ufffd"
+    bot = chat.Bot("fake", FakeModel(cut), tok)
+    assert bot.reply("hi", chat.parse_args(["--max_new_tokens", "4"])) == "你\ufffd"
     assert "到了 4 个 token 的上限 (--max_new_tokens), 回答被截断了" in capsys.readouterr().err
+    assert bot.history[-1] == A("你")  # 半个字的 "\ufffd" 只印在屏幕上, 不进历史 (不然下一轮的提示里有它的三个字节)
     chat.Bot("fake", FakeModel(tok.encode("你好") + [tok.eot_id]), tok).reply("hi", chat.parse_args(["--max_new_tokens", "9"]))
     assert "上限" not in capsys.readouterr().err
 
