@@ -438,7 +438,7 @@ def check(path, tokenizer, max_length, strict):
     q = lambda p: lengths[min(len(lengths) - 1, int(p * len(lengths)))]
     print(f"{path}: {len(convs)} 条可用对话, 共 {n_turns} 个 assistant 回复")
     print(f"token 长度: 最短 {lengths[0]}, 中位 {q(0.5)}, 90% {q(0.9)}, 最长 {lengths[-1]} (--max_length {max_length})")
-    print(f"超长需截断 (整轮丢弃, 先丢最旧的): {truncated} 条")
+    print(f"超长需截断 (整轮丢弃: 先丢最旧的; 最后一轮自己都放不下时, 从最新的丢起): {truncated} 条")
     print(f"截断后没有可训练 token (将被丢弃): {empty} 条")
     print("会丢掉结尾 <|endoftext|> 的回复: 0 条 (截断只整轮丢弃, 从不切开一个回答)")
     return bad

@@ -267,7 +267,7 @@ class GPT(nn.Module):
         B, T = input_ids.shape
         if start_pos + T > self.config.max_seq_len:
             raise SystemExit(f"错误: 序列长度 {start_pos + T} 超过了模型的 max_seq_len={self.config.max_seq_len}。"
-                             f"请把 --max_length 设成不超过 {self.config.max_seq_len}。")
+                             f"训练时把 --max_length 设成不超过 {self.config.max_seq_len}; 生成时提示要短于它 (model.generate 会自己从左边截)。")
         cos = self.rope_cos[start_pos:start_pos + T]  # (T, hd), 这一段 token 的真实位置
         sin = self.rope_sin[start_pos:start_pos + T]
         x = self.embed_tokens(input_ids)  # (B, T, C)
