@@ -154,20 +154,50 @@ def _drop_stdout():
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def _remove_stale_tmp(path):
+    """被 kill -9 (或断电) 打断的写入会留下 path.<进程号>.tmp, 一个 checkpoint 那么大, 之后没人收拾。
+    这里删掉进程已经不在了的那些; 还活着的进程 (可能正在写同一个 path) 的不动。只在 POSIX 上做:
+    Windows 上 os.kill(pid, 0) 不是 "问一声", 而是结束那个进程。"""
+    if os.name != "posix":
+        return
+    folder, name = os.path.split(os.path.abspath(path))
+    for entry in os.listdir(folder):
+        pid = entry[len(name) + 1:-len(".tmp")]
+        if not (entry.startswith(name + ".") and entry.endswith(".tmp") and pid.isdigit()) or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # 进程不在了: 这是它没写完的临时文件
+            try:
+                os.remove(os.path.join(folder, entry))
+            except OSError:
+                pass
+        except OSError:  # 进程在, 只是不归我们管 (PermissionError): 不动
+            pass
+
+
 def write_atomically(path, write, mode="w", hint="检查路径、权限和磁盘空间"):
     """先写到临时文件、刷到磁盘, 再改名覆盖 path (同一个文件系统里的改名是原子的): 写到一半失败或被打断
     (磁盘满、Ctrl-C、断电) 时, path 上要么是原来的内容, 要么是完整的新内容, 不会是半个文件; 半个临时文件也删掉。
-    临时文件名里带进程号 (path.<pid>.tmp): 不会盖掉用户自己的 path.tmp, 两个进程同时写同一个 path 也不会互相踩。
+    临时文件名里带进程号 (path.<pid>.tmp): 不会盖掉用户自己的 path.tmp, 两个进程同时写同一个 path 也不会互相踩;
+    进程已经不在了的 (被 kill -9 打断的写入) 下一次写同一个 path 时删掉。
     write(f) 往打开的临时文件里写; mode "w" 是 UTF-8 文本 (换行一律 \n), "wb" 是二进制。
     写不了 (磁盘满、没有权限, 即 OSError) 时一行错误 "写不了 path (原因)。hint" 并退出; 其他异常原样抛出。"""
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        _remove_stale_tmp(path)
         with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        if os.name == "posix":  # 改名本身也刷到磁盘: 断电之后, path 上是新文件 (而不只是 "不会是半个文件")
+            fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
     except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)

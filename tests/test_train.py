@@ -1176,6 +1176,17 @@ def test_atomic_write_leaves_a_users_tmp_file_alone(tmp_path):
     assert (tmp_path / "m.pt.tmp").read_bytes() == b"mine" and sorted(os.listdir(tmp_path)) == ["m.pt", "m.pt.tmp"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="只在 POSIX 上收拾 (Windows 的 os.kill(pid, 0) 会结束那个进程)")
+def test_atomic_write_removes_tmp_files_of_dead_processes(tmp_path):
+    """被 kill -9 打断的保存留下 m.pt.<pid>.tmp (一个 checkpoint 那么大): 下一次写 m.pt 时删掉; 还活着的进程的不动。"""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # 一个已经结束的进程号 (短时间内不会被别的进程重用)
+    for pid in (dead.pid, os.getppid()):
+        (tmp_path / f"m.pt.{pid}.tmp").write_bytes(b"half")
+    save_checkpoint(str(tmp_path / "m.pt"), {"format": "sft-lesson/v1"})
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.pt", f"m.pt.{os.getppid()}.tmp"])
+
+
 def test_disk_full_while_writing_results_json_is_one_line(tmp_path, monkeypatch):
     """evaluate.py / bench.py 的 --json: 写到一半磁盘满了, 一行说明, 上次的结果原样保留 (不会只剩半个 JSON)。"""
     from checkpoint import save_results_json
