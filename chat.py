@@ -146,7 +146,8 @@ class Bot:
         if args.verbose:
             dt = time.perf_counter() - t0
             where = self.name + (f" + 适配器 {self.adapter}" if self.adapter else "")
-            note(f"[{where}: {n} tokens, {n / max(dt, 1e-9):.1f} tokens/s, prompt {len(ids)} tokens]")
+            # n 含结束符 (它也是生成出来的); 计时从读入提示 (prefill) 算起, 所以短回答的 tokens/s 偏低
+            note(f"[{where}: 生成 {n} tokens (含结束符), {n / max(dt, 1e-9):.1f} tokens/s (含 prefill), prompt {len(ids)} tokens]")
         return answer
 
     def use_adapter(self, name):
