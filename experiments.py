@@ -22,8 +22,9 @@
     python experiments.py strict     # evaluate.py 的打分有多宽: 同一批回答, 再查算式、人名、system prompt 的标记和内容
     python experiments.py all        # 以上全部
 
-已经训练过的 runs/*.pt 会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
+已经训练过的 runs/*.pt 在配方 (脚本、参数、读的文件的内容) 相同时会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
 """
+import hashlib
 import json
 import os
 import re
@@ -43,11 +44,58 @@ PRETRAIN_TEXT = "data/pretrain.txt"
 FRESHLY_TRAINED = set()  # 这次运行里已经重新训练过的模型: all --fresh 时几个实验共用的模型 (如 sft_full) 只重训一次
 
 
+def file_digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def recipe(script, flags):
+    """一个模型的 "配方": 训练脚本、参数, 以及它读的每个文件的内容指纹 (数据、分词器、--init 的底座)。
+    runs/ 里已有的模型只在配方相同时复用: 重新生成过数据、重跑过课程 (底座变了) 或改了参数, 就重新训练,
+    不会把旧数据、旧底座上训出来的模型和新的放进同一张表。"""
+    sft = script != "pretrain.py"
+    inputs = ["data/tokenizer.json"] + (["data/sft_train.jsonl", "data/sft_eval.jsonl"] if sft else
+                                        ["data/pretrain.txt", "data/pretrain_eval.txt"])
+    if sft and "--init" not in flags:
+        inputs.append(BASE)
+    inputs += [f for f in flags if os.path.isfile(f)]  # --init、--data_path 等指向的文件
+    return {"script": script, "flags": list(flags), "inputs": {f: file_digest(f) for f in inputs if os.path.isfile(f)}}
+
+
+def stale(path, key):
+    """runs/ 里一个不是训练出来的产物 (分词器、改过的底座) 要不要重新做: 文件不在, 或记下的 key (做它时的输入指纹) 变了。"""
+    try:
+        with open(path + ".recipe.json", encoding="utf-8") as f:
+            return not os.path.exists(path) or json.load(f) != key
+    except (OSError, ValueError):
+        return True
+
+
+def mark(path, key):
+    with open(path + ".recipe.json", "w", encoding="utf-8") as f:
+        json.dump(key, f)
+
+
 def train(name, script, *flags, fresh=False):
     """用课程脚本训练一个模型到 runs/<name>.pt, 返回它的指标 (trainer.train 记录在 checkpoint 里)。"""
     out, resume = os.path.join(RUNS, name + ".pt"), os.path.join(RUNS, name + ".resume.pt")
+    recipe_path = out + ".recipe.json"
     fresh = fresh and name not in FRESHLY_TRAINED
-    if fresh and os.path.exists(resume):  # --fresh: 从头训练, 上次没训练完的那次也不要了
+    wanted = recipe(script, flags)
+    if not fresh and os.path.exists(out):
+        try:
+            with open(recipe_path, encoding="utf-8") as f:
+                had = json.load(f)
+        except (OSError, ValueError):
+            had = None
+        if had != wanted:
+            changed = "没有记下配方 (更早的版本训练的)" if had is None else \
+                ", ".join(k for k in ("script", "flags") if had.get(k) != wanted[k]) or \
+                ", ".join(f for f in sorted(set(had.get("inputs", {})) | set(wanted["inputs"]))
+                          if had.get("inputs", {}).get(f) != wanted["inputs"].get(f))
+            print(f"== {out} 和这次要的不一样 ({changed}): 重新训练", flush=True)
+            fresh = True
+    if fresh and os.path.exists(resume):  # --fresh 或配方变了: 从头训练, 上次没训练完的那次也不要了
         os.remove(resume)
     if fresh or not os.path.exists(out):
         # 上次被中断 (Ctrl-C) 的训练留下了续训状态: 接着训 (训练脚本不许新运行盖掉它)
@@ -62,6 +110,7 @@ def train(name, script, *flags, fresh=False):
             raise SystemExit(f"错误: {script} 训练 {name} 失败 (退出码 {r.returncode}): {last.removeprefix('错误: ')} "
                              f"(日志 {log_path})")
         FRESHLY_TRAINED.add(name)
+        mark(out, wanted)
     ckpt = load_checkpoint(out)
     return {**ckpt["metrics"], "path": out, "file_mb": os.path.getsize(out) / 2**20}
 
@@ -501,8 +550,10 @@ def exp_tokenizer(fresh):
             tok_path, base = TOKENIZER_PATH, BASE
         else:
             tok_path = os.path.join(RUNS, f"tokenizer_cjk{cap or 'all'}.json")
-            if fresh or not os.path.exists(tok_path):
+            key = {"text": file_digest(PRETRAIN_TEXT), "vocab_size": lesson.vocab_size, "max_cjk": cap}
+            if fresh or stale(tok_path, key):
                 Tokenizer.train(text, lesson.vocab_size, max_cjk=cap).save(tok_path)
+                mark(tok_path, key)
             base = train(f"base_cjk{cap or 'all'}", "pretrain.py", "--tokenizer", tok_path, fresh=fresh)["path"]
         tok = load_tokenizer(tok_path)
         recall = base_recall(base)
@@ -721,7 +772,8 @@ def distinct_roles_base(roles, fresh):
     import torch
     from checkpoint import load_model, save_model
     path = os.path.join(RUNS, "base_distinct_roles.pt")
-    if fresh or not os.path.exists(path):
+    key = {"base": file_digest(BASE), "roles": list(roles)}
+    if fresh or stale(path, key):
         model, tok, ckpt = load_model(BASE)
         emb = model.embed_tokens.weight.data  # (V, C)
         norm = emb[:tok.eot_id].norm(dim=-1).mean()
@@ -730,6 +782,7 @@ def distinct_roles_base(roles, fresh):
             v = torch.randn(emb.size(1), generator=g)  # (C,)
             emb[t] = v / v.norm() * norm
         save_model(path, model, tok, ckpt.get("args"), ckpt.get("metrics"))
+        mark(path, key)
     return path
 
 

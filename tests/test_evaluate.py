@@ -444,3 +444,37 @@ def test_distinct_roles_base_changes_only_the_role_rows(world, tmp_path, monkeyp
     e = torch.nn.functional.normalize(emb1[roles], dim=-1)
     assert experiments.mean_cosine(experiments.embeddings(path), roles) == pytest.approx(((e @ e.T).sum().item() - 3) / 6, abs=1e-6)
     assert experiments.mean_cosine(experiments.embeddings(path), roles[:1] * 2) == pytest.approx(1.0)
+
+
+def test_experiments_reuse_a_cached_model_only_with_the_same_recipe(tmp_path, monkeypatch, capsys):
+    """experiments.py 复用 runs/ 里的模型, 只在配方 (脚本、参数、读的每个文件的内容) 相同时: 重新生成过数据、
+    重跑过课程 (底座变了) 或换了参数, 就重新训练, 不会把旧数据上训出来的模型和新的放进同一张表。训练换成只写一个 checkpoint 的替身。"""
+    import subprocess
+    import experiments
+    from checkpoint import FORMAT, save_checkpoint
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(experiments, "RUNS", "runs")
+    os.makedirs("runs")
+    os.makedirs("data")
+    os.makedirs("checkpoints")
+    for f in ("data/tokenizer.json", "data/sft_train.jsonl", "data/sft_eval.jsonl", experiments.BASE):
+        open(f, "w").write("v1")
+    trained = []
+
+    def fake_run(cmd, **kwargs):
+        out = cmd[cmd.index("--out") + 1]
+        trained.append(cmd[2:cmd.index("--out")])
+        save_checkpoint(out, {"format": FORMAT, "kind": "model", "metrics": {"n": len(trained)}})
+        return subprocess.CompletedProcess(cmd, 0)
+    monkeypatch.setattr(experiments.subprocess, "run", fake_run)
+
+    assert experiments.train("m", "train_sft.py", "--lr", "1e-4")["n"] == 1
+    assert experiments.train("m", "train_sft.py", "--lr", "1e-4")["n"] == 1  # 一样的配方: 复用, 不再训练
+    open(experiments.BASE, "w").write("v2")  # 重跑了课程: 底座变了
+    assert experiments.train("m", "train_sft.py", "--lr", "1e-4")["n"] == 2
+    assert f"runs/m.pt 和这次要的不一样 ({experiments.BASE}): 重新训练" in capsys.readouterr().out
+    assert experiments.train("m", "train_sft.py", "--lr", "3e-4")["n"] == 3  # 参数变了
+    assert "(flags)" in capsys.readouterr().out
+    os.remove("runs/m.pt.recipe.json")  # 更早的版本训练的, 没有配方: 也重新训练
+    assert experiments.train("m", "train_sft.py", "--lr", "3e-4")["n"] == 4
+    assert trained == [["--lr", "1e-4"], ["--lr", "1e-4"], ["--lr", "3e-4"], ["--lr", "3e-4"]]
