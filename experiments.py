@@ -89,10 +89,13 @@ def train(name, script, *flags, fresh=False):
         except (OSError, ValueError):
             had = None
         if had != wanted:
-            changed = "没有记下配方 (更早的版本训练的)" if had is None else \
-                ", ".join(k for k in ("script", "flags") if had.get(k) != wanted[k]) or \
-                ", ".join(f for f in sorted(set(had.get("inputs", {})) | set(wanted["inputs"]))
-                          if had.get("inputs", {}).get(f) != wanted["inputs"].get(f))
+            if had is None:
+                changed = "没有记下配方 (更早的版本训练的)"
+            else:  # 变了的项: 脚本、参数, 或者内容变了的输入文件
+                old_inputs = had.get("inputs", {})
+                changed = ", ".join([k for k in ("script", "flags") if had.get(k) != wanted[k]]
+                                    + [f for f in sorted(set(old_inputs) | set(wanted["inputs"]))
+                                       if old_inputs.get(f) != wanted["inputs"].get(f)])
             print(f"== {out} 和这次要的不一样 ({changed}): 重新训练", flush=True)
             fresh = True
     if fresh and os.path.exists(resume):  # --fresh 或配方变了: 从头训练, 上次没训练完的那次也不要了

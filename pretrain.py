@@ -80,11 +80,12 @@ def main():
         if present:
             raise SystemExit(f"错误: 找不到 {args.data_path}, 而 {data.DATA_DIR}/ 里已有 {', '.join(present)}, 不自动生成示例数据 "
                              f"(会覆盖它们)。要示例数据就运行 python data.py --create_sample; 用自己的文本就加 --data_path")
+        cd_hint = elsewhere(args.data_path)  # 在别的目录里运行, 而课程目录里有这份数据
         if "RANK" in os.environ:  # torchrun 的每个进程都会来生成, 同时写同一批文件, 互相把临时文件改名改走
             raise SystemExit(f"错误: 找不到 {args.data_path}。多进程 (torchrun) 训练之前先生成示例数据: python data.py --create_sample"
-                             + (f"; 或者 {elsewhere(args.data_path)}" if elsewhere(args.data_path) else ""))
-        if elsewhere(args.data_path):  # 不在这里生成一份新的: 在课程目录里运行, 用已有的那份
-            raise SystemExit(f"错误: 找不到 {args.data_path}。{elsewhere(args.data_path)}")
+                             + (f"; 或者 {cd_hint}" if cd_hint else ""))
+        if cd_hint:  # 不在这里生成一份新的: 在课程目录里运行, 用已有的那份
+            raise SystemExit(f"错误: 找不到 {args.data_path}。{cd_hint}")
         print(f"没有找到 {args.data_path}, 先生成示例数据 (python data.py --create_sample)")
         data.create_sample(data.DATA_DIR, seed=0, vocab_size=1536)
     if not os.path.exists(args.data_path):
