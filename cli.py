@@ -183,9 +183,9 @@ def write_atomically(path, write, mode="w", hint="检查路径、权限和磁盘
     进程已经不在了的 (被 kill -9 打断的写入) 下一次写同一个 path 时删掉。
     write(f) 往打开的临时文件里写; mode "w" 是 UTF-8 文本 (换行一律 \n), "wb" 是二进制。
     写不了 (磁盘满、没有权限, 即 OSError) 时一行错误 "写不了 path (原因)。hint" 并退出; 其他异常原样抛出。"""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp, folder = f"{path}.{os.getpid()}.tmp", os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         _remove_stale_tmp(path)
         with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
             write(f)
@@ -193,7 +193,7 @@ def write_atomically(path, write, mode="w", hint="检查路径、权限和磁盘
             os.fsync(f.fileno())
         os.replace(tmp, path)
         if os.name == "posix":  # 改名本身也刷到磁盘: 断电之后, path 上是新文件 (而不只是 "不会是半个文件")
-            fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+            fd = os.open(folder, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:

@@ -62,13 +62,18 @@ def recipe(script, flags):
     return {"script": script, "flags": list(flags), "inputs": {f: file_digest(f) for f in inputs if os.path.isfile(f)}}
 
 
-def stale(path, key):
-    """runs/ 里一个不是训练出来的产物 (分词器、改过的底座) 要不要重新做: 文件不在, 或记下的 key (做它时的输入指纹) 变了。"""
+def recorded(path):
+    """做 path 时记下的配方 (mark 写的); 没有记下 (更早的版本做的) 或读不了时是 None。"""
     try:
         with open(path + ".recipe.json", encoding="utf-8") as f:
-            return not os.path.exists(path) or json.load(f) != key
+            return json.load(f)
     except (OSError, ValueError):
-        return True
+        return None
+
+
+def stale(path, key):
+    """runs/ 里一个不是训练出来的产物 (分词器、改过的底座) 要不要重新做: 文件不在, 或记下的 key (做它时的输入指纹) 变了。"""
+    return not os.path.exists(path) or recorded(path) != key
 
 
 def mark(path, key):
@@ -79,15 +84,10 @@ def mark(path, key):
 def train(name, script, *flags, fresh=False):
     """用课程脚本训练一个模型到 runs/<name>.pt, 返回它的指标 (trainer.train 记录在 checkpoint 里)。"""
     out, resume = os.path.join(RUNS, name + ".pt"), os.path.join(RUNS, name + ".resume.pt")
-    recipe_path = out + ".recipe.json"
     fresh = fresh and name not in FRESHLY_TRAINED
     wanted = recipe(script, flags)
     if not fresh and os.path.exists(out):
-        try:
-            with open(recipe_path, encoding="utf-8") as f:
-                had = json.load(f)
-        except (OSError, ValueError):
-            had = None
+        had = recorded(out)
         if had != wanted:
             if had is None:
                 changed = "没有记下配方 (更早的版本训练的)"
