@@ -176,7 +176,7 @@ class Tokenizer:
         return b"".join(out)
 
     def decode(self, ids):
-        """ids -> 字符串。特殊 id 还原成它的字面文字; 不完整的 UTF-8 字节变成 "\ufffd"。"""
+        r"""ids -> 字符串。特殊 id 还原成它的字面文字; 不完整的 UTF-8 字节变成 "\ufffd"。"""
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
     def to_dict(self):
