@@ -312,6 +312,9 @@ def main():
             raise SystemExit(f"错误: --ppl_path {args.ppl_path} 是管道, 只能读一次, 而每个 checkpoint 都要读它。先存成文件再用")
         if not data.read_text(args.ppl_path).strip():  # 目录、不是 UTF-8、空文件: 现在就说, 不等准确率评完
             raise SystemExit(f"错误: {args.ppl_path} 里没有文字, 算不了困惑度。换一个 --ppl_path, 或用 --ppl_blocks 0 跳过")
+        if args.ppl_path.endswith((".jsonl", ".json")):  # 不拦 (和 pretrain.py 的 --data_path 一样), 但多半是和 --data_path 弄反了
+            print(f"注意: --ppl_path {args.ppl_path} 看起来是 JSON 数据。困惑度把每一行当成一段普通文字 (连同引号和括号) 来算, "
+                  "和附录里的数比不了; 留出的预训练文本是 data/pretrain_eval.txt", file=sys.stderr)
     device = pick_device(args.device)
     for path in paths:
         load_model(path, device, lora=args.lora)

@@ -364,6 +364,18 @@ def test_bad_ppl_path_is_reported_before_evaluating(world, ppl):
     assert {"dir": "读不了", "empty": "没有文字", "fifo": "是管道, 只能读一次"}[ppl] in lines[0]
 
 
+def test_json_ppl_path_gets_a_note_but_still_runs(world):
+    """--ppl_path 给成了对话数据 (多半是和 --data_path 弄反了): stderr 提醒一句, 评估照常完成 (也许真是一行一段的文字)。"""
+    root, _, _ = world
+    r = run_cli(str(root / "m0.pt"), "--data_path", str(root / "sft_eval.jsonl"), "--ppl_path", str(root / "sft_eval.jsonl"),
+                "--limit", "2", "--ppl_blocks", "1", "--samples", "0")
+    assert r.returncode == 0, r.stderr
+    assert f"注意: --ppl_path {root / 'sft_eval.jsonl'} 看起来是 JSON 数据" in r.stderr and "评估集" in r.stdout
+    r = run_cli(str(root / "m0.pt"), "--data_path", str(root / "sft_eval.jsonl"), "--ppl_path",
+                str(root / "pretrain_eval.txt"), "--limit", "2", "--ppl_blocks", "1", "--samples", "0")
+    assert r.returncode == 0 and "看起来是 JSON" not in r.stderr, r.stderr
+
+
 def test_error_sources_counts_arithmetic_across_categories():
     """experiments.py probe 的第三张表: 要说出算式结论的题在每个类别里分开数; "算术全对" 时的总体上限算得对。"""
     from experiments import error_sources
