@@ -114,7 +114,10 @@ def train(name, script, *flags, fresh=False):
                              f"(日志 {log_path})")
         FRESHLY_TRAINED.add(name)
         mark(out, wanted)
-    ckpt = load_checkpoint(out)
+    try:
+        ckpt = load_checkpoint(out)
+    except SystemExit as e:  # 坏了的 runs/*.pt (如训练完写盘时断电): 配方没变, 不加 --fresh 重跑还会读到它
+        raise SystemExit(f"{e} (它是 experiments.py 的产物: 加 --fresh 重新训练, 或删掉 {out})") from None
     return {**ckpt["metrics"], "path": out, "file_mb": os.path.getsize(out) / 2**20}
 
 
@@ -963,6 +966,8 @@ def main():
     for path in (TRAIN_PATH, EVAL_PATH):  # 实验都要读它们: 缺了现在就说, 而不是训练到一半时的 FileNotFoundError
         if not os.path.exists(path):
             raise SystemExit(f"错误: 找不到 {path} (实验的训练和评估数据)。先运行 python data.py --create_sample")
+    if os.path.exists(RUNS) and not os.path.isdir(RUNS):
+        raise SystemExit(f"错误: {RUNS} 是一个文件, 而实验把训练出的模型放在 {RUNS}/ 目录里。把这个文件改名或移走")
     os.makedirs(RUNS, exist_ok=True)
     for name in (EXPERIMENTS if args.experiment == "all" else [args.experiment]):
         md, raw = EXPERIMENTS[name](args.fresh)

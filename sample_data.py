@@ -720,7 +720,9 @@ def check_overwrite(texts, overwrite):
                     changed.append(path)
     if changed and not overwrite:
         raise SystemExit(f"错误: {', '.join(changed)} 已经存在, 内容和要生成的示例数据不同 (你自己的数据, 或别的 --seed 生成的)。"
-                         "确定要覆盖就加 --overwrite, 或者换一个 --out_dir")
+                         # 不写 "加 --overwrite": 走到这里的也可能是 run_lesson.sh 或 pretrain.py (缺数据时顺手生成), 它们不收这个参数
+                         "确定要覆盖就运行 python data.py --create_sample --overwrite (原来给过 --out_dir、--seed 的照样带上), "
+                         "再回到原来的命令; 或者先把它们移走")
 
 
 def create_sample(out_dir="data", seed=0, overwrite=False):

@@ -466,6 +466,7 @@ def test_experiments_reuse_a_cached_model_only_with_the_same_recipe(tmp_path, mo
     from checkpoint import FORMAT, save_checkpoint
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(experiments, "RUNS", "runs")
+    monkeypatch.setattr(experiments, "FRESHLY_TRAINED", set())
     os.makedirs("runs")
     os.makedirs("data")
     os.makedirs("checkpoints")
@@ -490,3 +491,24 @@ def test_experiments_reuse_a_cached_model_only_with_the_same_recipe(tmp_path, mo
     os.remove("runs/m.pt.recipe.json")  # 更早的版本训练的, 没有配方: 也重新训练
     assert experiments.train("m", "train_sft.py", "--lr", "3e-4")["n"] == 4
     assert trained == [["--lr", "1e-4"], ["--lr", "1e-4"], ["--lr", "3e-4"], ["--lr", "3e-4"]]
+    with open("runs/m.pt", "r+b") as f:  # 写盘时断电: 配方还对得上, 文件却坏了。重跑还会读它, 所以告诉用户 --fresh
+        f.truncate(100)
+    with pytest.raises(SystemExit, match="runs/m.pt 不是完整的 checkpoint.*加 --fresh 重新训练, 或删掉 runs/m.pt"):
+        experiments.train("m", "train_sft.py", "--lr", "3e-4")
+    experiments.FRESHLY_TRAINED.clear()  # 新的一次运行 (同一次运行里 --fresh 只重训一次, 见 FRESHLY_TRAINED)
+    assert experiments.train("m", "train_sft.py", "--lr", "3e-4", fresh=True)["n"] == 5
+
+
+def test_experiments_runs_that_is_a_file_is_one_line(tmp_path, monkeypatch):
+    """runs 是个文件 (而不是目录): 一行说明, 不是 makedirs 的 FileExistsError traceback; 那个文件原样留着。"""
+    import sys
+    import experiments
+    monkeypatch.chdir(tmp_path)
+    for f in ("data/sft_train.jsonl", "data/sft_eval.jsonl", experiments.BASE):
+        os.makedirs(os.path.dirname(f), exist_ok=True)
+        open(f, "w").write("v1")
+    open("runs", "w").write("mine")
+    monkeypatch.setattr(sys, "argv", ["experiments.py", "strict"])
+    with pytest.raises(SystemExit, match="runs 是一个文件.*改名或移走"):
+        experiments.main()
+    assert open("runs").read() == "mine"

@@ -374,7 +374,7 @@ def test_create_sample_does_not_overwrite_other_data(tmp_path):
     data.create_sample(str(tmp_path), 0, 300)  # run_lesson.sh 每次都重新生成: 内容相同, 不报错
     mine = tmp_path / "sft_train.jsonl"
     mine.write_text("my own data\n", encoding="utf-8")
-    with pytest.raises(SystemExit, match=f"{mine} 已经存在, 内容和要生成的示例数据不同.*--overwrite"):
+    with pytest.raises(SystemExit, match=f"{mine} 已经存在, 内容和要生成的示例数据不同.*python data.py --create_sample --overwrite"):
         data.create_sample(str(tmp_path), 0, 300)
     assert mine.read_text(encoding="utf-8") == "my own data\n"
     data.create_sample(str(tmp_path), 0, 300, overwrite=True)
