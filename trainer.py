@@ -262,6 +262,11 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
                           kinds=(out_kind,))
         for path in (resume_path, log_path, png_path, log_part, png_part):
             check_output_path(path, "--out 旁边的文件")
+        # 日志和曲线按 --out 起名, 重跑时换掉上一次的; 碰巧同名的别的文件 (用户自己的) 不能在训练结束时被悄悄盖掉
+        for path, what, ours in ((log_path, "训练日志", is_training_log), (png_path, "loss 曲线 (PNG)", is_png)):
+            if os.path.isfile(path) and os.path.getsize(path) > 0 and not ours(path):
+                raise SystemExit(f"错误: {path} 已经存在, 而且不是{what}; 训练结束时会在那里写{what}, 把它覆盖。"
+                                 "换一个 --out, 或先把它移走")
     use_tf32(device)
     model.to(device).train()
     raw_model = model
@@ -295,16 +300,16 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
         fresh = f"删掉它 (rm {resume_path}) 再去掉 --resume 从头训练"
         if not isinstance(state.get("step"), int) or not isinstance(state.get("history"), list):  # 手改过或别的程序写的
             raise SystemExit(f"错误: {resume_path} 不是完整的续训状态 (缺少步数或训练历史)。" + fresh)
-        if state["step"] > total_steps:  # 否则一步不训, 直接把续训状态里的权重存成最终模型 (盖掉 --out 原有的文件)
-            raise SystemExit(f"错误: {resume_path} 已经训练到第 {state['step']} 步, 超过了这次的总步数 {total_steps}。"
-                             "用当初的 --epochs / --max_steps 续训, 或" + fresh)
         saved = state.get("run_info") or {}  # 旧版本写的续训状态没记的项不查
         changed = [describe_change(k, saved[k], v) for k, v in run_info.items() if k in saved and saved[k] != v]
-        if changed:
+        if changed:  # 先查这个: 别的脚本 (task 不同) 留下的续训状态, 步数多半也对不上, 但真正的原因是这里
             raise SystemExit(f"错误: {resume_path} 和这次的设置对不上 ({'; '.join(changed)})。用当初的参数续训 "
                              f"(同一个 --init、--seed、--batch_size、--grad_accum、进程数、--weight_decay、"
                              f"训练数据 (--data_path、--max_length、--no_mask); 预训练还有模型大小和 --tokenizer, LoRA 还有 --lora_r 等), 或"
                              + fresh)
+        if state["step"] > total_steps:  # 否则一步不训, 直接把续训状态里的权重存成最终模型 (盖掉 --out 原有的文件)
+            raise SystemExit(f"错误: {resume_path} 已经训练到第 {state['step']} 步, 超过了这次的总步数 {total_steps}。"
+                             "用当初的 --epochs / --max_steps 续训, 或" + fresh)
         try:
             raw_model.load_state_dict(state["model_state"])
             # load_state_dict 会把存档里每组的 fused 也抄过来: GPU 上存的状态拿到 CPU 上续训就还是 fused (旧版 torch 的 CPU
@@ -391,7 +396,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
     stop = StopSignal()
     try:
         if main:  # 表头和续训时保留的行。旧日志刚被 "w" 清空: 立刻写回, 第一步里就被 kill -9 也不丢
-            write_log([["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss"]] + kept, step + 1)
+            write_log([LOG_HEADER] + kept, step + 1)
         while step < total_steps:
             t0 = time.time()
             # 这一步的随机数 (dropout) 只由 (seed, 进程号, 步数) 决定: 续训时不用存取随机数状态 (CPU、CUDA、
@@ -515,6 +520,27 @@ def describe_change(key, old, new):
 def run_files(out):
     """一次训练运行在 out 旁边的文件: (续训状态, CSV 日志, loss 曲线)。后两个在运行中叫 *.part。"""
     return side_path(out, ".resume.pt"), side_path(out, ".log.csv"), side_path(out, ".loss.png")
+
+
+LOG_HEADER = ["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss"]  # *.log.csv 的第一行
+
+
+def is_training_log(path):
+    """path 是 train() 写的 CSV 日志 (第一行是 LOG_HEADER)。"""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), None) == LOG_HEADER
+    except (OSError, ValueError, csv.Error):  # ValueError: 不是 UTF-8 的文件 (UnicodeDecodeError)
+        return False
+
+
+def is_png(path):
+    """path 是 PNG 图片 (看文件开头的 8 字节签名): 名字又是 *.loss.png, 就是上一次训练画的 loss 曲线。"""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False
 
 
 def finish_run(out):

@@ -908,7 +908,8 @@ def test_outputs_never_overwrite_inputs_or_finished_runs(base, tmp_path):
 
     # 对不上的续训状态: 每种放在一个各自的 --out 旁边, --out 上是上一次训练出的模型
     weights = load_checkpoint(str(ckpt))["model_state"]
-    mismatched = [({"run_info": {"task": "pretrain"}, "step": 1, "history": []}, "task: 当时 pretrain, 现在 sft"),
+    # 别的脚本留下的续训状态, 步数也超了: 说出真正的原因 (task), 而不是步数
+    mismatched = [({"run_info": {"task": "pretrain"}, "step": 9, "history": []}, "task: 当时 pretrain, 现在 sft"),
                   ({"run_info": {"task": "sft", "init_fingerprint": "0" * 16}, "step": 1, "history": []}, "init_fingerprint: 当时 0000"),
                   ({"run_info": {}, "step": 9, "history": []}, "已经训练到第 9 步, 超过了这次的总步数 2"),
                   # 手改过的续训状态 (步数是字符串、没有训练历史): 一行, 不是 TypeError / KeyError 的 traceback
@@ -1000,6 +1001,23 @@ def test_fresh_run_refuses_to_discard_an_interrupted_one(base, tmp_path):
     (tmp_path / "s.resume.pt").write_bytes(out.read_bytes())  # 那个名字上是别的文件 (一个模型): 不叫人删它
     assert_one_line_error(run("train_sft.py", base, "--max_steps", "2", "--out", str(out), check=False),
                           "已经存在, 而且不是续训状态")
+
+
+def test_own_files_next_to_out_are_not_overwritten(base, tmp_path):
+    """--out 旁边碰巧有同名的别的文件 (用户自己的 s.log.csv、s.loss.png): 开训之前就停, 文件原样;
+    上一次训练留下的日志和曲线, 重跑时照常换掉。"""
+    out = tmp_path / "s.pt"
+    args = ("--device", "cpu", "--batch_size", "8", "--max_steps", "1", "--out", str(out))
+    for name in ("s.log.csv", "s.loss.png"):
+        (tmp_path / name).write_text("precious\n", encoding="utf-8")
+        assert_one_line_error(run("train_sft.py", base, *args, check=False), f"{tmp_path / name} 已经存在, 而且不是")
+        assert (tmp_path / name).read_text(encoding="utf-8") == "precious\n" and not out.exists()
+        (tmp_path / name).unlink()
+    run("train_sft.py", base, *args)
+    first = (tmp_path / "s.log.csv").read_text(encoding="utf-8")
+    run("train_sft.py", base, *args, "--seed", "1")
+    assert (tmp_path / "s.log.csv").read_text(encoding="utf-8") != first
+    assert (tmp_path / "s.loss.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_experiments_resume_an_interrupted_run(tmp_path, monkeypatch):
