@@ -49,14 +49,16 @@ def checkpoint_kind(path):
     return obj.get("kind") if isinstance(obj, dict) and obj.get("format") == FORMAT else None
 
 
-def check_output_path(path, flag="--out", inputs=(), kinds=None, ours=None):
+def check_output_path(path, flag="--out", inputs=(), kinds=None, ours=None, change=None):
     """开始花时间的工作之前先确认结果写得出去: path 不是目录, 所在目录建得出来、可写,
     也不是这次要读的某个输入 (inputs: [(参数名, 路径)]) —— 否则写结果时就把输入覆盖了。
 
     这个路径上已经有文件时, 只有 "同一种结果" 可以被覆盖 (重跑一次训练就换掉上次的模型, 这是预期的),
     别的文件 (分词器、数据、README、另一种 checkpoint) 一律拒绝:
       kinds: 要写的是 checkpoint, 路径要以 .pt 结尾, 已有的文件必须是这几种 kind 之一;
-      ours:  要写的是 JSON 结果, 路径要以 .json 结尾, 已有的文件必须让 ours(它的内容) 为真 (就是这个脚本写过的结果)。"""
+      ours:  要写的是 JSON 结果, 路径要以 .json 结尾, 已有的文件必须让 ours(它的内容) 为真 (就是这个脚本写过的结果)。
+    change: 错误信息里叫用户换掉的参数, 默认就是 flag; 路径由别的参数推出来时 (--merge 的输出、日志按 --out 起名) 是那个参数。"""
+    change = change or flag
     example = 'runs/results.json' if ours else 'checkpoints/model.pt'
     if not path:
         raise SystemExit(f"错误: {flag} 是空的, 这里要一个文件路径 (例如 {example})")
@@ -66,7 +68,7 @@ def check_output_path(path, flag="--out", inputs=(), kinds=None, ours=None):
         raise SystemExit(f"错误: {flag} {path} 是命名管道, 不是普通文件, 写结果会把它换掉。换一个文件路径 (例如 {example})")
     for in_flag, src in inputs:
         if src and os.path.isfile(src) and os.path.isfile(path) and os.path.samefile(src, path):
-            raise SystemExit(f"错误: {flag} {path} 就是 {in_flag} 读的文件, 写结果会把它覆盖。换一个 {flag}")
+            raise SystemExit(f"错误: {flag} {path} 就是 {in_flag} 读的文件, 写结果会把它覆盖。换一个 {change}")
     suffix = ".pt" if kinds else ".json" if ours else None
     if suffix and not path.endswith(suffix):  # 日志、曲线、续训状态按 --out 去掉扩展名来起名, 扩展名不对就会和别的文件撞名
         raise SystemExit(f"错误: {flag} {path} 要以 {suffix} 结尾。例如 {os.path.splitext(path)[0] + suffix}")
@@ -85,7 +87,7 @@ def check_output_path(path, flag="--out", inputs=(), kinds=None, ours=None):
                 ok = False
             what = "不是这个脚本写的结果"
         if not ok:
-            raise SystemExit(f"错误: {flag} {path} 已经存在, 而且{what}, 写结果会把它覆盖。换一个 {flag}, 或先把它移走")
+            raise SystemExit(f"错误: {flag} {path} 已经存在, 而且{what}, 写结果会把它覆盖。换一个 {change}, 或先把它移走")
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)

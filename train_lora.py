@@ -48,7 +48,7 @@ def main():
         if os.path.abspath(merged_path) == os.path.abspath(args.init):
             raise SystemExit(f"错误: --merge 要把合并后的模型存到 {merged_path}, 那正是底座 --init, 会覆盖底座。换一个 --out")
         if is_main_process():  # 试写一次再删掉: 多进程时只由 rank 0 来, 免得几个进程同时建、删同一个文件
-            check_output_path(merged_path, "--merge", kinds=("model",))
+            check_output_path(merged_path, "--merge", kinds=("model",), change="--out (合并的模型按它起名)")
 
     # 1. 底座与数据
     model, tokenizer = load_start(args, allow_scratch=False)

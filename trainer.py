@@ -261,7 +261,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
         check_output_path(args.out, "--out", [(f"--{k}", getattr(args, k, None)) for k in ("data_path", "eval_path", "init", "tokenizer")],
                           kinds=(out_kind,))
         for path in (resume_path, log_path, png_path, log_part, png_part):
-            check_output_path(path, "--out 旁边的文件")
+            check_output_path(path, "--out 旁边的文件", change="--out")
         # 日志和曲线按 --out 起名, 重跑时换掉上一次的; 碰巧同名的别的文件 (用户自己的) 不能在训练结束时被悄悄盖掉
         for path, what, ours in ((log_path, "训练日志", is_training_log), (png_path, "loss 曲线 (PNG)", is_png)):
             if os.path.isfile(path) and os.path.getsize(path) > 0 and not ours(path):

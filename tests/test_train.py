@@ -838,6 +838,7 @@ def test_train_lora_end_to_end(base, tmp_path):
 def test_script_errors(base, tmp_path):
     before = (base / "checkpoints/base_model.pt").read_bytes()
     (tmp_path / "text.pt").write_text("not a checkpoint")
+    (tmp_path / "notes_merged.pt").write_text("my notes")
     (tmp_path / "lora_merged.pt").write_bytes(before)  # 底座恰好叫 *_merged.pt: --merge 另存的路径就是它
     folder = tmp_path / "run_adapter_merged_v1"
     folder.mkdir()
@@ -867,6 +868,9 @@ def test_script_errors(base, tmp_path):
         # --merge 的路径只改文件名: 目录名里恰好有 "_adapter_merged" 也不动它 (合并的模型放在适配器旁边, 这里就是底座)
         (("train_lora.py", "--init", str(folder / "lora_merged.pt"), "--merge", "--out", str(folder / "lora_adapter.pt")),
          "会覆盖底座"),
+        # --merge 是开关, 合并的模型按 --out 起名: 那个名字上已经有别的文件时, 叫人换的是 --out
+        (("train_lora.py", "--merge", "--out", str(tmp_path / "notes_adapter.pt")),
+         f"--merge {tmp_path / 'notes_merged.pt'} 已经存在, 而且不是本课程的 checkpoint, 写结果会把它覆盖。换一个 --out (合并的模型按它起名)"),
         (("train_sft.py", "--eval_path", str(tmp_path / "typo.jsonl")), f"找不到验证数据 {tmp_path / 'typo.jsonl'}"),
         (("train_sft.py", "--data_path", str(tmp_path / "latin1.jsonl")), f"{tmp_path / 'latin1.jsonl'}:2: 不是 UTF-8")]
     if not torch.cuda.is_available():
@@ -875,6 +879,7 @@ def test_script_errors(base, tmp_path):
     assert_errors(base, cases)
     assert (base / "checkpoints/base_model.pt").read_bytes() == before
     assert (tmp_path / "lora_merged.pt").read_bytes() == before and not (tmp_path / "lora_adapter.pt").exists()
+    assert (tmp_path / "notes_merged.pt").read_text() == "my notes" and not (tmp_path / "notes_adapter.pt").exists()
     run("train_sft.py", base, "--device", "cpu", "--batch_size", "8", "--max_steps", "1", "--save_interval", "1",
         "--out", str(tmp_path / "s.pt"))
     full_sft = load_checkpoint(str(tmp_path / "s.pt"))  # 全参数 SFT 的续训状态, 却拿去给 LoRA 续训
