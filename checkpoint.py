@@ -225,7 +225,8 @@ def load_model(path, device="cpu", lora=None):
         path = resolve_base_path(path, ckpt["base"]["path"])
         if not os.path.isfile(path):
             raise SystemExit(f"错误: 找不到适配器 {adapter_path} 的底座 {path} (训练时记下的路径)。把底座放回那里, "
-                             f"或者直接指定底座: python chat.py --checkpoint 底座.pt --lora {adapter_path}")
+                             f"或者直接指定底座: python chat.py --checkpoint 底座.pt --lora {adapter_path} "
+                             f"(评估: python evaluate.py 底座.pt --lora {adapter_path})")
         ckpt = load_checkpoint(path, kinds=("model",))
     if lora:
         if adapter:
@@ -247,6 +248,12 @@ def apply_adapter(model, adapter, adapter_path, base_path):
     """把适配器套到模型上; 底座不对 (指纹不同) 时报错, 而不是悄悄输出乱码。"""
     from lora import apply_lora, base_fingerprint, load_lora_state_dict
     fp = base_fingerprint(model)
+    recorded = resolve_base_path(adapter_path, adapter["base"]["path"])
+    if fp != adapter["base"]["fingerprint"] and os.path.abspath(base_path) == os.path.abspath(recorded):
+        # 用的正是它记下的底座文件, 内容却变了: 多半是后来又跑了一次 pretrain.py, 叫人 "用它记下的底座" 就是原地打转
+        raise SystemExit(f"错误: 适配器 {adapter_path} 记下的底座 {base_path} 在训练它之后被换过了 (指纹当时 "
+                         f"{adapter['base']['fingerprint']}, 现在 {fp}; 比如后来又跑了一次 pretrain.py)。"
+                         "在现在的底座上重新训练适配器 (python train_lora.py), 或换回当时的底座")
     if fp != adapter["base"]["fingerprint"]:
         raise SystemExit(f"错误: 适配器 {adapter_path} 是在另一个底座上训练的 (指纹 {adapter['base']['fingerprint']}), "
                          f"而 {base_path} 的指纹是 {fp}。请用训练它时的底座 {adapter['base']['path']}")
