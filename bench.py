@@ -428,7 +428,9 @@ def main():
         except ImportError:
             raise SystemExit("错误: --compare_hf 需要 transformers 和 peft。先运行 pip install -r requirements-bench.txt")
     if args.data_dir != data.DATA_DIR and not os.path.isdir(args.data_dir):
-        raise SystemExit(f"错误: 找不到数据目录 {args.data_dir} (--data_dir)。不给这个参数就用 {data.DATA_DIR}/ (没有时临时生成示例数据)")
+        what = "不是目录" if os.path.exists(args.data_dir) else "找不到"
+        raise SystemExit(f"错误: 数据目录 {args.data_dir} (--data_dir) {what}: 这里要的是 data.py --create_sample 生成的那种目录。"
+                         f"不给这个参数就用 {data.DATA_DIR}/ (没有时临时生成示例数据)")
     # padding 比例按课程的训练器组 batch: 在 --quick 缩小形状之前定下 batch 和长度 (256 = train_sft.py 的 --max_length 默认值),
     # 这样冒烟测试量出的也是真实的数; 所以 --quick 不拦 --batch_size (它仍决定 padding 比例的 batch), 只拦完全用不上的形状参数
     pad_batch, pad_len = args.batch_size, min(256, get_config(args.preset).max_seq_len)

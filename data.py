@@ -183,6 +183,13 @@ def read_text(path):
         raise SystemExit(f"错误: 读不了 {path} ({e.strerror})。检查路径和权限")
 
 
+def note_if_json(path, flag, use, hint):
+    """要一行一段纯文字的参数 (预训练文本、困惑度文本) 给成了 .jsonl / .json: 不拦 (也许真是一行一段的文字),
+    但多半是拿错了文件 (比如 SFT 的对话数据): stderr 提醒一句, 不然只会奇怪结果为什么满是引号和括号。"""
+    if path and path.endswith((".jsonl", ".json")):
+        print(f"注意: {flag} {path} 看起来是 JSON 数据。{use}把每一行当成一段普通文字 (连同引号和括号); {hint}", file=sys.stderr)
+
+
 def _bad_json(e):
     """JSON 解析失败 (语法错误; 嵌套太深、数字太长之类) -> 这一行的坏记录说明。"""
     return ValueError(f"无效的 JSON: {getattr(e, 'msg', None) or f'{type(e).__name__}: {e}'[:160]}")

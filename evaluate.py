@@ -289,6 +289,8 @@ def main():
             raise SystemExit(f"错误: --{flag} 必须是正整数, 收到 {getattr(args, flag)}")
     if args.samples < 0 or args.ppl_blocks < 0:
         raise SystemExit("错误: --samples 和 --ppl_blocks 不能是负数")
+    if args.lora and not args.checkpoints:  # 不然就会拿 checkpoints/ 里默认的那几个来配, 说 "收到 3 个"
+        raise SystemExit(f"错误: --lora 要配一个底座, 写在它前面: python evaluate.py {DEFAULT_CHECKPOINTS[0]} --lora {args.lora}")
     paths = args.checkpoints or [c for c in DEFAULT_CHECKPOINTS if os.path.exists(c)]
     if args.json is not None:  # 评估要几分钟 (--json "" 也要报错, 不能悄悄不写); 先确认结果写得出去, 而且不会盖掉要读的文件
         inputs = [("--data_path", args.data_path), ("--ppl_path", args.ppl_path), *(("checkpoint", c) for c in paths),
@@ -312,9 +314,7 @@ def main():
             raise SystemExit(f"错误: --ppl_path {args.ppl_path} 是管道, 只能读一次, 而每个 checkpoint 都要读它。先存成文件再用")
         if not data.read_text(args.ppl_path).strip():  # 目录、不是 UTF-8、空文件: 现在就说, 不等准确率评完
             raise SystemExit(f"错误: {args.ppl_path} 里没有文字, 算不了困惑度。换一个 --ppl_path, 或用 --ppl_blocks 0 跳过")
-        if args.ppl_path.endswith((".jsonl", ".json")):  # 不拦 (和 pretrain.py 的 --data_path 一样), 但多半是和 --data_path 弄反了
-            print(f"注意: --ppl_path {args.ppl_path} 看起来是 JSON 数据。困惑度把每一行当成一段普通文字 (连同引号和括号) 来算, "
-                  "和附录里的数比不了; 留出的预训练文本是 data/pretrain_eval.txt", file=sys.stderr)
+        data.note_if_json(args.ppl_path, "--ppl_path", "困惑度", "留出的预训练文本是 data/pretrain_eval.txt (多半是和 --data_path 弄反了)")
     device = pick_device(args.device)
     for path in paths:
         load_model(path, device, lora=args.lora)

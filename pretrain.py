@@ -13,7 +13,6 @@
     python pretrain.py --device cuda --preset gpu --epochs 10
 """
 import os
-import sys
 from dataclasses import asdict
 
 from cli import elsewhere, make_parser, run_main  # 先于 torch 导入: 见 cli.py
@@ -90,9 +89,8 @@ def main():
         data.create_sample(data.DATA_DIR, seed=0, vocab_size=1536)
     if not os.path.exists(args.data_path):
         raise SystemExit(f"错误: 找不到预训练文本 {args.data_path}。检查 --data_path")
-    if args.data_path.endswith((".jsonl", ".json")):  # 不拦 (也许真是一行一段的文字), 但多半是拿了 SFT 的对话数据
-        print(f"注意: {args.data_path} 看起来是 JSON 数据。预训练把每一行当成一段普通文字 (连同引号和括号) 来学; "
-              "对话数据要用 train_sft.py", file=sys.stderr)
+    data.note_if_json(args.data_path, "--data_path", "预训练", "对话数据要用 train_sft.py")
+    data.note_if_json(args.eval_path, "--eval_path", "验证 loss ", "留出的预训练文本是 data/pretrain_eval.txt")
     tokenizer = data.load_tokenizer(args.tokenizer)
     config = get_config(args.preset, vocab_size=tokenizer.vocab_size, **overrides)
     train_set = PretrainDataset(args.data_path, tokenizer, config.max_seq_len)

@@ -20,7 +20,10 @@ done
 # --epochs 和 --batch_size 的默认值也不同, 但收下: 想让整节课快一点 (--epochs 1) 或按显存放大 batch 时, 最先想到的就是它们
 shared="--device --epochs --max_steps --batch_size --grad_accum --seed --eval_interval --eval_batches --save_interval"
 shared="$shared --weight_decay --grad_clip --min_lr_ratio --compile --resume"
+# 在跑任何一步之前查完: 否则写错的参数要等生成完数据、轮到第一个训练脚本时才报错
+value_of=""  # 上一个参数是要带值的 (如 --epochs), 这一个就是它的值
 for arg in "$@"; do
+  if [ -n "$value_of" ]; then value_of=""; continue; fi
   case "$arg" in
     --resume=*|--compile=*)
       echo "错误: ${arg%%=*} 是开关, 不带值: 要打开就写 ${arg%%=*}, 不要就不写" >&2
@@ -28,9 +31,16 @@ for arg in "$@"; do
     --*) if [[ " $shared " != *" ${arg%%=*} "* ]]; then
            echo "错误: bash run_lesson.sh 不收 ${arg%%=*}: 额外参数会传给全部三个训练脚本, 只收 ${shared// /, }。要改单个脚本的设置, 单独运行它 (python pretrain.py / train_sft.py / train_lora.py --help 列出各自的参数)" >&2
            exit 2
-         fi ;;
+         fi
+         if [ "$arg" != "--resume" ] && [ "$arg" != "--compile" ] && [[ "$arg" != *=* ]]; then value_of=$arg; fi ;;
+    *) echo "错误: bash run_lesson.sh 不收 $arg: 额外参数要写成 --名字 值 (例如 --epochs 1 或 --device cuda)" >&2
+       exit 2 ;;
   esac
 done
+if [ -n "$value_of" ]; then
+  echo "错误: $value_of 后面少了值 (例如 $value_of 1; 各参数的含义见 python train_sft.py --help)" >&2
+  exit 2
+fi
 
 # 续训由下面的 train 自己决定加不加 --resume; 用户照着中断提示加的 --resume 去掉, 否则没被打断的步骤会因为找不到续训状态而停下
 for arg in "$@"; do

@@ -98,7 +98,10 @@ def test_missing_data_dir_or_preset_with_quick_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "bench.py", "--quick", "--device", "cpu", "--data_dir", str(tmp_path / "nope")],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "Traceback" not in r.stderr and r.stdout == ""
-    assert r.stderr.startswith("错误: 找不到数据目录 ") and "--data_dir" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("错误: 数据目录 ") and "--data_dir) 找不到" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "bench.py", "--quick", "--device", "cpu", "--data_dir", "README.md"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)  # 存在, 但是个文件
+    assert r.returncode != 0 and r.stderr.startswith("错误: 数据目录 README.md (--data_dir) 不是目录"), r.stderr
     r = subprocess.run([sys.executable, "bench.py", "--quick", "--preset", "gpu"], cwd=ROOT, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode != 0 and r.stdout == "" and r.stderr.startswith("错误: --quick 固定用 tiny 形状")

@@ -315,6 +315,10 @@ def test_lora_flag_equals_adapter_path(world, monkeypatch, capsys):
     # --json 不能盖掉 --lora 读的适配器 (--lora 是一个路径, 不是路径的列表)
     r = run_cli(str(root / "m0.pt"), "--lora", str(root / "adapter.pt"), *common, "--json", str(root / "adapter.pt"))
     assert r.returncode == 1 and "就是 --lora 读的文件" in r.stderr, r.stderr
+    # 只给了 --lora, 没给底座: 说要配一个底座, 而不是拿 checkpoints/ 里默认的几个来数
+    r = run_cli("--lora", str(root / "adapter.pt"), *common)
+    assert r.returncode == 1 and r.stderr.strip() == ("错误: --lora 要配一个底座, 写在它前面: python evaluate.py "
+                                                      f"checkpoints/base_model.pt --lora {root / 'adapter.pt'}"), r.stderr
     # --json "" (比如脚本里的变量没赋值): 开始评估之前就报错, 而不是评估完悄悄什么都不写、还以 0 退出
     r = run_cli(str(root / "m0.pt"), *common, "--json", "")
     assert r.returncode == 1 and r.stderr.strip() == "错误: --json 是空的, 这里要一个文件路径 (例如 runs/results.json)"

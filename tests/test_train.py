@@ -1112,6 +1112,12 @@ def test_run_lesson_continues_where_ctrl_c_stopped_it(tmp_path):
     r = subprocess.run(["bash", "run_lesson.sh", "--resume=1"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr == "错误: --resume 是开关, 不带值: 要打开就写 --resume, 不要就不写\n"
     assert not (tmp_path / "calls.txt").exists()
+    # 不是 --名字 的参数、少了值的参数: 生成数据之前就一行报错 (以前先跑完第 1 步, 再由预训练脚本报错)
+    for extra, message in ((["foo"], "错误: bash run_lesson.sh 不收 foo: 额外参数要写成 --名字 值"),
+                           (["--device", "cpu", "--epochs"], "错误: --epochs 后面少了值")):
+        r = subprocess.run(["bash", "run_lesson.sh", *extra], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.startswith(message) and len(r.stderr.splitlines()) == 1, r.stderr
+        assert r.stdout == "" and not (tmp_path / "calls.txt").exists()
     # 三个脚本含义和默认值都一样的训练参数照样传下去
     subprocess.run(["bash", "run_lesson.sh", "--grad_clip", "0.5", "--weight_decay=0"], cwd=tmp_path, env=env, check=True,
                    capture_output=True)
@@ -1234,9 +1240,10 @@ def test_pretrain_empty_eval_text_is_one_line(base, tmp_path):
 
 def test_pretrain_on_json_data_warns(base, tmp_path):
     """把 SFT 的 .jsonl 当预训练文本: 照常训练 (一行一段文字), 但提醒一句, 不然学习者只会奇怪底座为什么满嘴引号和括号。"""
-    r = run("pretrain.py", base, "--data_path", "data/sft_train.jsonl", "--preset", "tiny", "--max_steps", "1",
-            "--out", str(tmp_path / "b.pt"))
-    assert "data/sft_train.jsonl 看起来是 JSON 数据" in r.stderr and (tmp_path / "b.pt").exists()
+    r = run("pretrain.py", base, "--data_path", "data/sft_train.jsonl", "--eval_path", "data/sft_eval.jsonl", "--preset", "tiny",
+            "--max_steps", "1", "--out", str(tmp_path / "b.pt"))
+    assert "注意: --data_path data/sft_train.jsonl 看起来是 JSON 数据。预训练把每一行当成" in r.stderr, r.stderr
+    assert "注意: --eval_path data/sft_eval.jsonl 看起来是 JSON 数据" in r.stderr and (tmp_path / "b.pt").exists()
 
 
 def test_pretrain_does_not_overwrite_user_data(tmp_path):
