@@ -557,11 +557,24 @@ def test_console_encoding_that_lacks_a_character():
     assert r.returncode == 0 and r.stdout.decode("gbk") == "半个字?\n", r.stderr.decode(errors="replace")
 
 
+def previous_run(folder, which=("m.log.csv", "m.loss.png")):
+    """上一次运行在 folder/m.pt 旁边留下的日志和曲线 (train 只肯换掉这两种: 开头是日志表头的 CSV、PNG)。返回 {路径: 内容}。"""
+    content = {"m.log.csv": (",".join(trainer.LOG_HEADER) + "\n1,0,3.0,0.001,100,\n").encode(),
+               "m.loss.png": b"\x89PNG\r\n\x1a\n" + "上一次运行的".encode()}
+    files = {folder / f: content[f] for f in which}
+    for path, blob in files.items():
+        path.write_bytes(blob)
+    return files
+
+
+def unchanged(files):
+    return all(path.read_bytes() == blob for path, blob in files.items())
+
+
 def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
     """NaN 时停下: 续训状态停在上次保存的那一步; 上一个模型的日志和 loss 曲线 (同一个 --out) 原样保留。"""
     root, tok, convs = world
-    for f in ("m.log.csv", "m.loss.png"):
-        (tmp_path / f).write_text("上一次运行的")
+    previous = previous_run(tmp_path)
     ds = data.SFTDataset(convs, tok, 64)
     model = tiny_model(tok)
     real_forward = model.forward
@@ -580,8 +593,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
     calls["n"] = 0  # 关掉了梯度裁剪: 提示里也说打开它
     with pytest.raises(SystemExit, match=r"\(尚无\) 保持不变; 试试降低 --lr、打开梯度裁剪 \(--grad_clip 1\)$"):
         train(model, ds, None, lambda b: data.collate(b, tok.pad_id), train_args(tmp_path / "n.pt", "--max_steps", "10", "--grad_clip", "0"))
-    for f in ("m.log.csv", "m.loss.png"):
-        assert (tmp_path / f).read_text() == "上一次运行的"
+    assert unchanged(previous)
     assert len(list(csv.reader(open(tmp_path / "m.log.csv.part")))) == 1 + 4  # 这次的日志: 表头和 NaN 之前的 4 步
 
 
@@ -589,13 +601,13 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(world, tmp_path):
 def test_full_disk_while_logging_is_one_line(world, tmp_path):
     """训练中写 CSV 日志时磁盘满了: 一行说明 (哪一步、哪个文件、怎么办), 不是 traceback; 上一个模型的日志原样保留。"""
     root, tok, convs = world
-    (tmp_path / "m.log.csv").write_text("上一次运行的")
+    previous = previous_run(tmp_path, ["m.log.csv"])
     os.symlink("/dev/full", tmp_path / "m.log.csv.part")
     ds = data.SFTDataset(convs, tok, 64)
     with pytest.raises(SystemExit, match=r"第 1 步写不了训练日志 .*m\.log\.csv\.part \(No space left on device\), 训练停止。"
                                          r"腾出磁盘空间后重新训练"):
         train(tiny_model(tok), ds, None, lambda b: data.collate(b, tok.pad_id), train_args(tmp_path / "m.pt", "--max_steps", "3"))
-    assert (tmp_path / "m.log.csv").read_text() == "上一次运行的"
+    assert unchanged(previous)
 
 
 @pytest.mark.parametrize("poison_step", [2, 4])
@@ -623,15 +635,12 @@ def test_nonfinite_weights_are_never_saved(world, tmp_path, monkeypatch, poison_
     ds = data.SFTDataset(convs, tok, 64)
     out = tmp_path / "m.pt"
     save_model(str(out), tiny_model(tok, seed=1), tok)  # 上一次运行留下的模型、日志和曲线
-    for f in ("m.log.csv", "m.loss.png"):
-        (tmp_path / f).write_text("上一次运行的")
+    files = previous_run(tmp_path)
     previous = out.read_bytes()
     with pytest.raises(SystemExit, match=f"第 {poison_step} 步更新之后参数里出现了 NaN 或 inf"):
         train(tiny_model(tok), ds, None, lambda b: data.collate(b, tok.pad_id),
               train_args(out, "--max_steps", "4", "--save_interval", "2"))
-    assert out.read_bytes() == previous
-    for f in ("m.log.csv", "m.loss.png"):
-        assert (tmp_path / f).read_text() == "上一次运行的"
+    assert out.read_bytes() == previous and unchanged(files)
     resume = tmp_path / "m.resume.pt"
     if poison_step == 2:
         assert not resume.exists()
