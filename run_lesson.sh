@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # 整节课从头到尾: 数据 -> 底座 -> 全参数 SFT -> LoRA -> 评估 -> 三个模型并排回答同样的问题。
-# 2 核 CPU (AMD EPYC) 上默认设置之前七次 11 分 46 秒到 12 分 31 秒, 机器慢的一天 15 分多, 以前十五次 12 分半到 15 分半; 2 核 Intel Xeon 上八次 10 分到 13 分 (实测见 README 7.2 和附录 A.1)。有 GPU 的话: bash run_lesson.sh --device cuda
+# 2 核 CPU (AMD EPYC) 上默认设置之前七次 11 分 46 秒到 12 分 31 秒, 机器慢的一天 15 分多、矩阵乘慢一倍的一台 24 分, 以前十五次 12 分半到 15 分半; 2 核 Intel Xeon 上八次 10 分到 13 分 (实测见 README 7.2 和附录 A.1)。有 GPU 的话: bash run_lesson.sh --device cuda
 # 额外参数 (如 --device cuda、--epochs 1) 会传给每个训练脚本; 只收三个脚本共有而且含义相同的参数。
 # 训练中途按了 Ctrl-C? 训练脚本会把进度存成 checkpoints/<名字>.resume.pt; 再运行一次本脚本, 就从被打断的那个训练步骤
 # 接着训练 (之前已经跑完的训练步骤跳过; 在训练之外按的 Ctrl-C 不留进度, 重跑就从头来)。想从头来过, 先 rm checkpoints/*.resume.pt。
