@@ -57,7 +57,7 @@ def check_output_path(path, flag="--out", inputs=(), kinds=None, ours=None, chan
     别的文件 (分词器、数据、README、另一种 checkpoint) 一律拒绝:
       kinds: 要写的是 checkpoint, 路径要以 .pt 结尾, 已有的文件必须是这几种 kind 之一;
       ours:  要写的是 JSON 结果, 路径要以 .json 结尾, 已有的文件必须让 ours(它的内容) 为真 (就是这个脚本写过的结果)。
-    change: 错误信息里叫用户换掉的参数, 默认就是 flag; 路径由别的参数推出来时 (--merge 的输出、日志按 --out 起名) 是那个参数。"""
+    change: 错误信息里叫用户换掉的参数, 默认就是 flag; 路径由别的参数推出来时 (如 --merge 的输出按 --out 起名) 是那个参数。"""
     change = change or flag
     example = 'runs/results.json' if ours else 'checkpoints/model.pt'
     if not path:
@@ -250,9 +250,9 @@ def apply_adapter(model, adapter, adapter_path, base_path):
     fp = base_fingerprint(model)
     recorded = resolve_base_path(adapter_path, adapter["base"]["path"])
     if fp != adapter["base"]["fingerprint"] and os.path.abspath(base_path) == os.path.abspath(recorded):
-        # 用的正是它记下的底座文件, 内容却变了: 多半是后来又跑了一次 pretrain.py, 叫人 "用它记下的底座" 就是原地打转
-        raise SystemExit(f"错误: 适配器 {adapter_path} 记下的底座 {base_path} 在训练它之后被换过了 (指纹当时 "
-                         f"{adapter['base']['fingerprint']}, 现在 {fp}; 比如后来又跑了一次 pretrain.py)。"
+        # 用的正是它记下的底座路径, 那里的模型却不是当时的: 叫人 "用它记下的底座" 就是原地打转
+        raise SystemExit(f"错误: 适配器 {adapter_path} 记下的底座路径是 {base_path}, 但那里的模型不是训练它时的那个 (指纹当时 "
+                         f"{adapter['base']['fingerprint']}, 现在 {fp}; 比如后来又跑了一次 pretrain.py, 或适配器是从别处拷来的)。"
                          "在现在的底座上重新训练适配器 (python train_lora.py), 或换回当时的底座")
     if fp != adapter["base"]["fingerprint"]:
         raise SystemExit(f"错误: 适配器 {adapter_path} 是在另一个底座上训练的 (指纹 {adapter['base']['fingerprint']}), "

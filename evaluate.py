@@ -314,7 +314,7 @@ def main():
             raise SystemExit(f"错误: --ppl_path {args.ppl_path} 是管道, 只能读一次, 而每个 checkpoint 都要读它。先存成文件再用")
         if not data.read_text(args.ppl_path).strip():  # 目录、不是 UTF-8、空文件: 现在就说, 不等准确率评完
             raise SystemExit(f"错误: {args.ppl_path} 里没有文字, 算不了困惑度。换一个 --ppl_path, 或用 --ppl_blocks 0 跳过")
-        data.note_if_json(args.ppl_path, "--ppl_path", "困惑度", "留出的预训练文本是 data/pretrain_eval.txt (多半是和 --data_path 弄反了)")
+        data.note_if_json(args.ppl_path, "--ppl_path", "困惑度", "留出的预训练文本是 data/pretrain_eval.txt")
     device = pick_device(args.device)
     for path in paths:
         load_model(path, device, lora=args.lora)

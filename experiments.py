@@ -117,6 +117,8 @@ def train(name, script, *flags, fresh=False):
     try:
         ckpt = load_checkpoint(out)
     except SystemExit as e:  # 坏了的 runs/*.pt (如训练完写盘时断电): 配方没变, 不加 --fresh 重跑还会读到它
+        if name in FRESHLY_TRAINED:  # 刚训练出来就读不了: --fresh 也帮不上, 原样报告
+            raise
         raise SystemExit(f"{e} (它是 experiments.py 的产物: 加 --fresh 重新训练, 或删掉 {out})") from None
     return {**ckpt["metrics"], "path": out, "file_mb": os.path.getsize(out) / 2**20}
 

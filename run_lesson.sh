@@ -23,7 +23,8 @@ shared="$shared --weight_decay --grad_clip --min_lr_ratio --compile --resume"
 # 在跑任何一步之前查完: 否则写错的参数要等生成完数据、轮到第一个训练脚本时才报错
 value_of=""  # 上一个参数是要带值的 (如 --epochs), 这一个就是它的值
 for arg in "$@"; do
-  if [ -n "$value_of" ]; then value_of=""; continue; fi
+  if [ -n "$value_of" ] && [[ "$arg" != --* ]]; then value_of=""; continue; fi
+  if [ -n "$value_of" ]; then break; fi  # 该是值的地方来了下一个参数 (--device --epochs 1): 下面报 "少了值"
   case "$arg" in
     --resume=*|--compile=*)
       echo "错误: ${arg%%=*} 是开关, 不带值: 要打开就写 ${arg%%=*}, 不要就不写" >&2
@@ -38,7 +39,7 @@ for arg in "$@"; do
   esac
 done
 if [ -n "$value_of" ]; then
-  echo "错误: $value_of 后面少了值 (例如 $value_of 1; 各参数的含义见 python train_sft.py --help)" >&2
+  echo "错误: $value_of 后面少了值: 写成 $value_of 值 (各参数的含义和取值见 python train_sft.py --help)" >&2
   exit 2
 fi
 

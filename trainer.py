@@ -261,7 +261,7 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
         check_output_path(args.out, "--out", [(f"--{k}", getattr(args, k, None)) for k in ("data_path", "eval_path", "init", "tokenizer")],
                           kinds=(out_kind,))
         for path in (resume_path, log_path, png_path, log_part, png_part):
-            check_output_path(path, "--out 旁边的文件", change="--out")
+            check_output_path(path, "--out 旁边的文件")
         # 日志和曲线按 --out 起名, 重跑时换掉上一次的; 碰巧同名的别的文件 (用户自己的) 不能在训练结束时被悄悄盖掉
         for path, what, ours in ((log_path, "训练日志", is_training_log), (png_path, "loss 曲线 (PNG)", is_png)):
             if os.path.isfile(path) and os.path.getsize(path) > 0 and not ours(path):
@@ -528,7 +528,7 @@ LOG_HEADER = ["step", "epoch", "loss", "lr", "tokens_per_s", "eval_loss"]  # *.l
 def is_training_log(path):
     """path 是 train() 写的 CSV 日志 (第一行是 LOG_HEADER)。"""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: 在 Excel 里打开、存回 "CSV UTF-8" 的会多一个 BOM
             return next(csv.reader(f), None) == LOG_HEADER
     except (OSError, ValueError, csv.Error):  # ValueError: 不是 UTF-8 的文件 (UnicodeDecodeError)
         return False

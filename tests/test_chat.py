@@ -287,8 +287,8 @@ def test_broken_adapter_file_is_named(files, tmp_path):
     save_checkpoint(lost, {**ck, "base": {**ck["base"], "path": str(tmp_path / "gone.pt")}})
     with pytest.raises(SystemExit, match=f"找不到适配器 {lost} 的底座 .*chat.py .*--lora {lost} .*evaluate.py 底座.pt --lora {lost}"):
         load_model(lost)
-    # 适配器记下的底座文件还在, 内容却换了 (重新预训练过): 不叫人 "用训练它时的底座" (就是这个文件), 而是说它被换过
-    with pytest.raises(SystemExit, match=f"记下的底座 {files['sft']} 在训练它之后被换过了.*重新训练适配器"):
+    # 适配器记下的底座文件还在, 内容却换了 (重新预训练过): 不叫人 "用训练它时的底座" (就是这个文件), 而是说那里的模型不对
+    with pytest.raises(SystemExit, match=f"记下的底座路径是 {files['sft']}, 但那里的模型不是训练它时的那个.*重新训练适配器"):
         load_model(files["wrong_base"])
     other = str(tmp_path / "other_base.pt")  # 用 --lora 套在别的底座上: 说出它该配哪个底座
     shutil.copy(files["sft"], other)
@@ -419,7 +419,7 @@ def test_ctrl_c_ends_the_program_in_prompt_and_pipe_modes(files, capsys):
     ("directory", "是目录, 不是 checkpoint 文件"),
     ("truncated", "不是完整的 checkpoint"),
     ("not_ckpt", "不是完整的 checkpoint|不是本课程的 checkpoint"),
-    ("wrong_base", "在训练它之后被换过了"),  # --checkpoint 给的正是适配器记下的底座文件, 内容却不是当时的
+    ("wrong_base", "但那里的模型不是训练它时的那个"),  # --checkpoint 给的正是适配器记下的底座文件, 内容却不是当时的
     ("cuda", "CUDA"),
     ("bad_flag", "生成参数不合法: --temperature 必须是 >= 0 的有限数, 收到 -1.0$"),
     ("nan_flag", "生成参数不合法: --temperature 必须是 >= 0 的有限数, 收到 nan; --top_k 必须 >= 1, 收到 0$"),

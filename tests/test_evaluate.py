@@ -497,9 +497,11 @@ def test_experiments_reuse_a_cached_model_only_with_the_same_recipe(tmp_path, mo
     assert trained == [["--lr", "1e-4"], ["--lr", "1e-4"], ["--lr", "3e-4"], ["--lr", "3e-4"]]
     with open("runs/m.pt", "r+b") as f:  # 写盘时断电: 配方还对得上, 文件却坏了。重跑还会读它, 所以告诉用户 --fresh
         f.truncate(100)
+    with pytest.raises(SystemExit, match="runs/m.pt 不是完整的 checkpoint.*请重新训练或重新下载$"):
+        experiments.train("m", "train_sft.py", "--lr", "3e-4")  # 同一次运行里刚训练出的: --fresh 帮不上, 不提它
+    experiments.FRESHLY_TRAINED.clear()  # 新的一次运行 (同一次运行里 --fresh 只重训一次, 见 FRESHLY_TRAINED)
     with pytest.raises(SystemExit, match="runs/m.pt 不是完整的 checkpoint.*加 --fresh 重新训练, 或删掉 runs/m.pt"):
         experiments.train("m", "train_sft.py", "--lr", "3e-4")
-    experiments.FRESHLY_TRAINED.clear()  # 新的一次运行 (同一次运行里 --fresh 只重训一次, 见 FRESHLY_TRAINED)
     assert experiments.train("m", "train_sft.py", "--lr", "3e-4", fresh=True)["n"] == 5
 
 

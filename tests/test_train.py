@@ -1028,10 +1028,12 @@ def test_own_files_next_to_out_are_not_overwritten(base, tmp_path):
         assert (tmp_path / name).read_text(encoding="utf-8") == "precious\n" and not out.exists()
         (tmp_path / name).unlink()
     run("train_sft.py", base, *args)
-    first = (tmp_path / "s.log.csv").read_text(encoding="utf-8")
+    first = (tmp_path / "s.log.csv").read_bytes(), (tmp_path / "s.loss.png").read_bytes()
     run("train_sft.py", base, *args, "--seed", "1")
-    assert (tmp_path / "s.log.csv").read_text(encoding="utf-8") != first
-    assert (tmp_path / "s.loss.png").read_bytes().startswith(b"\x89PNG")
+    again = (tmp_path / "s.log.csv").read_bytes(), (tmp_path / "s.loss.png").read_bytes()
+    assert again[0] != first[0] and again[1] != first[1] and again[1].startswith(b"\x89PNG")
+    (tmp_path / "s.log.csv").write_bytes(b"\xef\xbb\xbf" + again[0])  # 在 Excel 里打开、存回 "CSV UTF-8" (多了 BOM): 还是我们的日志
+    run("train_sft.py", base, *args)
 
 
 def test_experiments_resume_an_interrupted_run(tmp_path, monkeypatch):
@@ -1123,7 +1125,8 @@ def test_run_lesson_continues_where_ctrl_c_stopped_it(tmp_path):
     assert not (tmp_path / "calls.txt").exists()
     # 不是 --名字 的参数、少了值的参数: 生成数据之前就一行报错 (以前先跑完第 1 步, 再由预训练脚本报错)
     for extra, message in ((["foo"], "错误: bash run_lesson.sh 不收 foo: 额外参数要写成 --名字 值"),
-                           (["--device", "cpu", "--epochs"], "错误: --epochs 后面少了值")):
+                           (["--device", "cpu", "--epochs"], "错误: --epochs 后面少了值"),
+                           (["--device", "--epochs", "1"], "错误: --device 后面少了值")):
         r = subprocess.run(["bash", "run_lesson.sh", *extra], cwd=tmp_path, env=env, capture_output=True, text=True)
         assert r.returncode == 2 and r.stderr.startswith(message) and len(r.stderr.splitlines()) == 1, r.stderr
         assert r.stdout == "" and not (tmp_path / "calls.txt").exists()
