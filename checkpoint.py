@@ -248,13 +248,13 @@ def apply_adapter(model, adapter, adapter_path, base_path):
     """把适配器套到模型上; 底座不对 (指纹不同) 时报错, 而不是悄悄输出乱码。"""
     from lora import apply_lora, base_fingerprint, load_lora_state_dict
     fp = base_fingerprint(model)
-    recorded = resolve_base_path(adapter_path, adapter["base"]["path"])
-    if fp != adapter["base"]["fingerprint"] and os.path.abspath(base_path) == os.path.abspath(recorded):
-        # 用的正是它记下的底座路径, 那里的模型却不是当时的: 叫人 "用它记下的底座" 就是原地打转
-        raise SystemExit(f"错误: 适配器 {adapter_path} 记下的底座路径是 {base_path}, 但那里的模型不是训练它时的那个 (指纹当时 "
-                         f"{adapter['base']['fingerprint']}, 现在 {fp}; 比如后来又跑了一次 pretrain.py, 或适配器是从别处拷来的)。"
-                         "在现在的底座上重新训练适配器 (python train_lora.py), 或换回当时的底座")
     if fp != adapter["base"]["fingerprint"]:
+        recorded = resolve_base_path(adapter_path, adapter["base"]["path"])
+        if os.path.abspath(base_path) == os.path.abspath(recorded):
+            # 用的正是它记下的底座路径, 那里的模型却不是当时的: 叫人 "用它记下的底座" 就是原地打转
+            raise SystemExit(f"错误: 适配器 {adapter_path} 记下的底座路径是 {base_path}, 但那里的模型不是训练它时的那个 (指纹当时 "
+                             f"{adapter['base']['fingerprint']}, 现在 {fp}; 比如后来又跑了一次 pretrain.py, 或适配器是从别处拷来的)。"
+                             "在现在的底座上重新训练适配器 (python train_lora.py), 或换回当时的底座")
         raise SystemExit(f"错误: 适配器 {adapter_path} 是在另一个底座上训练的 (指纹 {adapter['base']['fingerprint']}), "
                          f"而 {base_path} 的指纹是 {fp}。请用训练它时的底座 {adapter['base']['path']}")
     try:

@@ -23,8 +23,10 @@ shared="$shared --weight_decay --grad_clip --min_lr_ratio --compile --resume"
 # 在跑任何一步之前查完: 否则写错的参数要等生成完数据、轮到第一个训练脚本时才报错
 value_of=""  # 上一个参数是要带值的 (如 --epochs), 这一个就是它的值
 for arg in "$@"; do
-  if [ -n "$value_of" ] && [[ "$arg" != --* ]]; then value_of=""; continue; fi
-  if [ -n "$value_of" ]; then break; fi  # 该是值的地方来了下一个参数 (--device --epochs 1): 下面报 "少了值"
+  if [ -n "$value_of" ]; then
+    if [[ "$arg" == --* ]]; then break; fi  # 该是值的地方来了下一个参数 (--device --epochs 1): 下面报 "少了值"
+    value_of=""; continue
+  fi
   case "$arg" in
     --resume=*|--compile=*)
       echo "错误: ${arg%%=*} 是开关, 不带值: 要打开就写 ${arg%%=*}, 不要就不写" >&2
