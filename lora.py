@@ -166,12 +166,13 @@ def unmerge_lora(model):
 def merged_state_dict(model) -> dict:
     """不改动 model, 返回折叠了 LoRA 的普通 state_dict (原始名字), 可直接 load 进没套 LoRA 的同配置模型。
 
-    只有套了 LoRA 的层得到新张量 W + s·BA; 其余张量原样引用, 不复制: 共享的 embed_tokens / lm_head
-    仍是同一个张量, 存盘时也只占一份 (各自 clone 一份的话, 合并后的文件会比底座大出一整张词表)。"""
+    只有套了 LoRA 的层得到新张量 W + s·BA (已经 merge 过的层也从原 W 算起, 之后 unmerge 不会改到它);
+    其余张量原样引用, 不复制: 共享的 embed_tokens / lm_head 仍是同一个张量, 存盘时也只占一份
+    (各自 clone 一份的话, 合并后的文件会比底座大出一整张词表)。"""
     sd = {_base_name(n): t for n, t in model.state_dict().items() if ".lora_" not in n}
     for name, m in _lora_layers(model):
-        if not m.merged:
-            sd[name + ".weight"] = sd[name + ".weight"] + m.delta_weight()  # 新张量: model 里的 W 不变
+        w = m._weight_before_merge if m.merged else sd[name + ".weight"]
+        sd[name + ".weight"] = w + m.delta_weight()  # 新张量: model 里的 W 不变
     return sd
 
 

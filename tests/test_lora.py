@@ -83,6 +83,19 @@ def test_merged_state_dict_loads_into_plain_model(ids):
     assert torch.allclose(plain(ids)[0], model(ids)[0], atol=1e-5)
 
 
+def test_merged_state_dict_of_a_merged_model_is_a_copy():
+    # 已经 merge 过的模型: 结果和没 merge 时逐位相同, 而且之后 unmerge 也不会改动已经拿到手的 state_dict
+    model = make_model()
+    apply_lora(model, "q_proj,v_proj", r=4)
+    randomize_lora_B(model, seed=0)
+    expected = merged_state_dict(model)
+    merge_lora(model)
+    sd = merged_state_dict(model)
+    unmerge_lora(model)
+    for name in ("layers.0.self_attn.q_proj.weight", "layers.1.self_attn.v_proj.weight"):
+        assert torch.equal(sd[name], expected[name])
+
+
 def test_only_lora_params_train_and_get_grads(ids):
     model = make_model()
     apply_lora(model, ["q_proj", "v_proj"], r=4)
