@@ -175,7 +175,8 @@ def evaluate_model(model, tokenizer, records, max_new_tokens=64, desc=None, prog
 def perplexity(model, tokenizer, path, max_blocks=50, batch_size=16):
     """留出的预训练文本上的困惑度 = exp(按 token 加权的平均交叉熵)。
 
-    样本切分与 pretrain.py 训练时完全相同 (同一个 PretrainDataset: 一段一个样本), 只取前 max_blocks 段以节省时间。
+    样本切分与 pretrain.py 训练时完全相同 (同一个 PretrainDataset: 一段一个样本, 超过窗口长度的段切成几个),
+    只取前 max_blocks 个样本以节省时间。
     直觉: 困惑度 ≈ 模型在每个位置平均 "犹豫" 于多少个候选 token; 随机初始化的模型约等于词表大小。
     """
     from pretrain import PretrainDataset
@@ -275,7 +276,7 @@ def main():
     p.add_argument("--limit", type=int, help="只评估 N 条 (快速试跑, 再加 --ppl_blocks 0 连困惑度也不算; "
                    "从整个评估集里均匀地隔几条取一条, 各类按比例都取到一些, N 太小时小的类可能一条也没有)")
     p.add_argument("--ppl_path", default=PPL_PATH, help="算困惑度用的留出预训练文本, 一行一段")
-    p.add_argument("--ppl_blocks", type=int, default=300, help="困惑度最多用多少段文字 (0 表示不算)")
+    p.add_argument("--ppl_blocks", type=int, default=300, help="困惑度最多用多少个样本 (一段文字一个, 比窗口长的段切成几个; 0 表示不算)")
     # 生成与输出
     p.add_argument("--max_new_tokens", type=int, default=64, help="每个回答最多生成多少 token; 到了还没说完就算 \"没有停下\"")
     p.add_argument("--batch_size", type=int, default=64, help="提示一样长的题最多几条凑一批一起解码 (1 就是一题一题答; 课程的模型上回答逐字相同, 只差速度)")

@@ -157,8 +157,9 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
-        # CUDA 的 bf16 autocast 下 q、k 是 bf16, 角度表是 fp32: 先转成同一类型 (和 HF 一样), 否则 q、k 被提升成 fp32,
-        # 多一倍的显存读写, SDPA 还得再转回来。CPU 上都是 fp32, .to 原样返回, 什么也不做
+        # CUDA 的 bf16 autocast 下 q、k 是 bf16, 角度表是 fp32: 先转成 q 的类型, 否则 q、k 被提升成 fp32,
+        # 多一倍的显存读写, SDPA 还得再转回来 (HF 按隐藏状态的类型转, 权重是 fp32 时它的 q、k 就被提升了)。
+        # CPU 上都是 fp32, .to 原样返回, 什么也不做
         cos, sin = cos.to(q.dtype), sin.to(q.dtype)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
 
