@@ -3,7 +3,7 @@
 (checkpoint、分词器、示例数据和 --json 结果都经过它; 写不了时的那一行错误也在这里), 以及在课程目录之外运行时
 "找不到文件" 后面补的那半句 elsewhere。
 
-单独成一个文件、只用标准库 (argparse, os, sys): tokenizer.py 和 sample_data.py 为了命令行启动快, 故意不导入 torch, 也要用它。
+单独成一个文件、只用标准库: tokenizer.py 和 sample_data.py 为了命令行启动快, 故意不导入 torch, 也要用它。
 各脚本在 import torch 之前先导入本模块: 导入 torch 要一两秒, 这时按 Ctrl-C 还没进 run_main, 由下面的 sys.excepthook 接住。
 训练循环里的 Ctrl-C (和 SIGTERM) 不在这里: 那由 trainer.StopSignal 接管 (做完当前一步、存好续训状态再退出)。
 """

@@ -3,7 +3,8 @@ tokenizer.py: 字节级 BPE 分词器 (byte-level BPE), 把文字变成模型吃
 
 做什么:
   - 词表 = 256 个单字节 + 训练学到的合并 (merges) + 5 个特殊 token (放在最后)。
-    任何字符串都能拆成字节, 所以永远没有 "未知 token", decode(encode(s)) == s。
+    任何字符串都能拆成字节, 所以永远没有 "未知 token"; 合法的 Unicode 文字都有 decode(encode(s)) == s
+    (落单的代理字符 (surrogate, 比如 U+DCFF) 本来就不是合法文字: 按 3 个字节编码, 解码回来是 3 个 U+FFFD)。
   - 先用正则把文本切成小块 (预切分), 合并只发生在块内: 数字一位一块 (像 LLaMA, 小模型学算术更容易),
     汉字连写成一块, 但默认一个汉字一个 token (MAX_CJK_PER_TOKEN, 为什么见那里的注释),
     英文单词带上前面的空格 (像 GPT-2), 标点和空白各自成块。
