@@ -21,6 +21,7 @@ unseen、drills、copy、words、tokenizer 改了预训练文本、重新训练�
     python experiments.py phrasing   # knowledge 按问法分开数: 为什么这一类的分数随底座大起大落
     python experiments.py roles      # chat 模板的角色标签底座没见过: embedding 挤成一团吗, 分开它们有没有用
     python experiments.py strict     # evaluate.py 的打分有多宽: 同一批回答, 再查算式、人名、system prompt 的标记和内容
+    python experiments.py facts      # 底座知道的常识 (首都、城市), SFT 没问过这类问题时问得出来吗; 教一半, 另一半呢
     python experiments.py all        # 以上全部
 
 已经训练过的 runs/*.pt 在配方 (脚本、参数、读的文件的内容) 相同时会被复用 (加 --fresh 重新训练)。不包含: 多个随机种子的误差棒 (2 核 CPU 上太慢)。
@@ -265,21 +266,28 @@ def exp_adapters(fresh):
     return table(["当前适配器", "问题", "回答"], rows), {"stdout": r.stdout}
 
 
-def base_recall(path):
-    """底座记住了多少: 对 200 个人的每个属性, 把回答句式的开头 (如 "姚伟芳最喜欢的颜色是") 喂给底座, 贪心接出的
-    是不是正确的属性值。返回 {(组, 属性): [对/错, ...]}, 组分 SFT 见过的人和只在预训练里的人 (knowledge_unlock)。"""
+def continuations(path, probes):
+    """底座接得出来吗: 把每个开头 (前面先放 <|endoftext|>, 像一段新文字的开头) 喂给底座, 贪心接几个 token,
+    看接出的是不是以期望的值开头。probes: [(组, 开头, 值)]; 返回 {组: [对/错, ...]}。"""
     import torch
     from checkpoint import load_model
-    from sample_data import ATTRS, make_people
     base, tok, _ = load_model(path)
     recall = {}
     with torch.inference_mode():
-        for p in make_people():
-            for attr, spec in ATTRS.items():
-                prefix = spec["answer"].split("{v}")[0].format(n=p["name"])
-                out = tok.decode(list(base.generate([tok.eot_id] + tok.encode(prefix), 6, temperature=0, eos_id=tok.eot_id)))
-                recall.setdefault(("SFT 见过的人" if p["seen"] else "只在预训练里的人", attr), []).append(out.startswith(p[attr]))
+        for group, prefix, value in probes:
+            n = max(6, len(tok.encode(value)) + 2)  # 至少 6 个; 长的值 ("四季如春的天气") 也要接得完
+            out = tok.decode(list(base.generate([tok.eot_id] + tok.encode(prefix), n, temperature=0, eos_id=tok.eot_id)))
+            recall.setdefault(group, []).append(out.startswith(value))
     return recall
+
+
+def base_recall(path):
+    """底座记住了多少: 对 200 个人的每个属性, 把回答句式的开头 (如 "姚伟芳最喜欢的颜色是") 喂给底座, 贪心接出的
+    是不是正确的属性值。返回 {(组, 属性): [对/错, ...]}, 组分 SFT 见过的人和只在预训练里的人 (knowledge_unlock)。"""
+    from sample_data import ATTRS, make_people
+    return continuations(path, [(("SFT 见过的人" if p["seen"] else "只在预训练里的人", attr),
+                                 spec["answer"].split("{v}")[0].format(n=p["name"]), p[attr])
+                                for p in make_people() for attr, spec in ATTRS.items()])
 
 
 def exp_probe(fresh):
@@ -454,6 +462,84 @@ def exp_topic(fresh):
     return (table(["模型", "原评估集 (600 题)", "每题先打招呼 (540 题)", "每题先问一道别的 (540 题)"]
                   + [f"先问别的: {c}" for c in cats], rows),
             {"runs": runs, "eval": ev})
+
+
+# facts 实验: 预训练文本里有几句真实世界的常识 (sample_data 的 COUNTRIES、WORLD_CITIES), 课程的 SFT 数据一句也没问过。
+# 每种事实: (表, 字段, 三种问法, 回答)。回答就是预训练里的一种句式 (和人物问答一样), 它在 "{字段}" 前面的部分是底座续写用的开头。
+FACT_KINDS = {
+    "首都": ("country", "capital", ("{country}的首都是哪里？", "{country}的首都是哪座城市？", "请问{country}的首都在哪儿？"),
+             "{country}的首都是{capital}。"),
+    "语言": ("country", "language", ("{country}的人们说什么语言？", "{country}的人们主要说哪种语言？", "请问{country}人说什么话？"),
+             "{country}的人们主要说{language}。"),
+    "国家的英文名": ("country", "en", ("{country}的英文名字是什么？", "{country}的英文名是什么？", "请问{country}的英文名字叫什么？"),
+                   "{country}的英文名字是{en}。"),
+    "城市以什么闻名": ("city", "famous", ("{city}以什么闻名？", "{city}有什么出名的？", "请问{city}以什么出名？"),
+                      "{city}以{famous}闻名。"),
+    "城市的英文名": ("city", "en", ("{city}的英文名字是什么？", "{city}的英文名是什么？", "请问{city}的英文名字叫什么？"),
+                   "{city}的英文名字是{en}。"),
+}
+FACT_HALVES = ("练过", "留出")  # SFT 里问过的那一半事实, 和只在评估里问的那一半
+
+
+def world_facts():
+    """[(一半, 种类, 这一行的字段)]: 12 个国家、16 座城市按表里的顺序隔一个留出一个 (第 0、2、4… 个留出, 中国和北京都在这一半)。"""
+    from sample_data import CITY_FIELDS, COUNTRIES, COUNTRY_FIELDS, WORLD_CITIES
+    rows = {"country": [dict(zip(COUNTRY_FIELDS, c)) for c in COUNTRIES], "city": [dict(zip(CITY_FIELDS, c)) for c in WORLD_CITIES]}
+    return [("留出" if i % 2 == 0 else "练过", kind, row) for kind, (where, *_) in FACT_KINDS.items() for i, row in enumerate(rows[where])]
+
+
+def facts_records():
+    """facts 实验的数据: (训练题, 评估题, 底座续写的探针)。训练题只问 "练过" 那一半的事实, 每个事实问 KNOWLEDGE_REPEATS 次,
+    每次随机一种问法 (和课程里人物问答的做法一样); 评估题两半的每个事实、每种问法各一道, 类别是 "一半/种类",
+    答案关键串是字段的值; 探针是 (类别, 回答里值前面的部分, 值), 给 continuations。"""
+    import random
+    from sample_data import KNOWLEDGE_REPEATS, _qa
+    rng, train_records, eval_records, probes = random.Random("facts"), [], [], []
+    for half, kind, row in world_facts():
+        _, field, asks, answer = FACT_KINDS[kind]
+        reply = answer.format(**row)
+        probes.append((f"{half}/{kind}", answer.split("{" + field + "}")[0].format(**row), row[field]))  # "中国的首都是", "北京"
+        if half == "练过":
+            train_records += [{"conversations": _qa(rng.choice(asks).format(**row), reply), "category": "facts"}
+                              for _ in range(KNOWLEDGE_REPEATS)]
+        eval_records += [{"conversations": _qa(q.format(**row), reply), "category": f"{half}/{kind}", "answer": row[field]}
+                         for q in asks]
+    return train_records, eval_records, probes
+
+
+def exp_facts(fresh):
+    """底座存着的常识, SFT 没问过这类问题时问得出来吗? 底座接 "北京是" 接得出 "中国的首都", 课程的 SFT 数据却一句也没问过
+    国家和城市 (README 第 8 节: 问了也答不出)。对照: 课程的 SFT 数据再加上一半国家和城市的常识问答 (facts_records, 136 条),
+    用默认设置训练; 两个模型都在两半事实上评估 (同样的三种问法)。留出的那一半要是也答得出, 就说明 SFT 教的是 "这类问题怎么答",
+    答案还是底座自己存的 (和 knowledge_unlock 同一个道理)。"""
+    train_records, eval_records, probes = facts_records()
+    train_path, eval_path = os.path.join(RUNS, "sft_train_facts.jsonl"), os.path.join(RUNS, "sft_eval_facts.jsonl")
+    with open("data/sft_train.jsonl", encoding="utf-8") as src, open(train_path, "w", encoding="utf-8") as dst:
+        dst.writelines(list(src) + [json.dumps(r, ensure_ascii=False) + "\n" for r in train_records])
+    with open(eval_path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in eval_records)
+    recall = continuations(BASE, probes)
+    runs = {"课程的 SFT": train("sft_full", "train_sft.py", fresh=fresh),
+            "SFT + 一半事实的问答": train("sft_facts", "train_sft.py", "--data_path", train_path, fresh=fresh)}
+    paths = [m["path"] for m in runs.values()]
+    ev = evaluate([BASE] + paths, "facts", "--data_path", eval_path, "--ppl_blocks", "0")
+    ev_main = evaluate(paths, "facts_main", "--ppl_blocks", "0")  # 原评估集: 多了这些问答, 别的题变了没有
+    n = Counter(r["category"] for r in eval_records)
+
+    def rate(get, half, kinds):  # 几种事实合起来 (按题数加权) 的正确率
+        cats = [f"{half}/{k}" for k in kinds]
+        return pct(sum(get(c) * n[c] for c in cats) / sum(n[c] for c in cats))
+    columns = {"底座续写": lambda c: sum(recall[c]) / len(recall[c]), "底座问答": lambda c: ev[BASE]["categories"][c],
+               **{name: (lambda c, p=m["path"]: ev[p]["categories"][c]) for name, m in runs.items()}}
+    rows = []
+    for label, kinds in [*((k, [k]) for k in FACT_KINDS), ("**合计**", list(FACT_KINDS))]:
+        counts = " / ".join(str(sum(n[f"{h}/{k}"] for k in kinds)) for h in FACT_HALVES)
+        rows.append([label, counts] + [" / ".join(rate(get, h, kinds) for h in FACT_HALVES) for get in columns.values()])
+    md = table(["事实 (练过的一半 / 留出的一半)", "题数"] + list(columns), rows)
+    md += "\n\n" + table(["原评估集 (600 题)", "总体", "knowledge_unlock"],
+                          [[name, pct(ev_main[m["path"]]["overall"]), pct(ev_main[m["path"]]["categories"]["knowledge_unlock"])]
+                           for name, m in runs.items()])
+    return md, {"runs": runs, "eval": ev, "eval_main": ev_main, "base_recall": {c: sum(v) / len(v) for c, v in recall.items()}}
 
 
 def heldout_probes(world):
@@ -955,7 +1041,7 @@ def exp_strict(fresh):
 EXPERIMENTS = {"lora": exp_lora, "ablation": exp_ablation, "adapters": exp_adapters, "rank": exp_rank, "lr": exp_lr,
                "probe": exp_probe, "arithmetic": exp_arithmetic, "drills": exp_drills, "topic": exp_topic,
                "tokenizer": exp_tokenizer, "unseen": exp_unseen, "copy": exp_copy, "words": exp_words,
-               "phrasing": exp_phrasing, "roles": exp_roles, "strict": exp_strict}
+               "phrasing": exp_phrasing, "roles": exp_roles, "strict": exp_strict, "facts": exp_facts}
 
 
 def main():

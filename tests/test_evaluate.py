@@ -430,6 +430,18 @@ def test_strict_rules_reject_what_the_lenient_score_lets_through():
         assert strict_miss(record, ref, names, values) is None  # 参考回复永远过得了严格规则
 
 
+def test_continuations_checks_what_the_base_writes_next(world):
+    """experiments.continuations (probe、tokenizer、facts 实验里的底座续写): 按组收集; 接出的文字以期望的值开头才算对。"""
+    from checkpoint import load_model
+    from experiments import continuations
+    root, tok, _ = world
+    model = load_model(str(root / "m0.pt"))[0]
+    out = tok.decode(list(model.generate([tok.eot_id] + tok.encode("小明住在"), 6, temperature=0, eos_id=tok.eot_id)))
+    wrong = out[:1] + ("甲" if out[1:2] != "甲" else "乙")  # 第二个字接错了
+    probes = [("a", "小明住在", out[:2]), ("a", "小明住在", wrong), ("b", "小明住在", out[:1])]
+    assert continuations(str(root / "m0.pt"), probes) == {"a": [True, False], "b": [True]}
+
+
 def test_phrasing_groups_questions_by_their_wording():
     """experiments.py phrasing: 人名换成 X 就是问法; 一个名字是另一个名字的开头时, 换掉的是整个长名字。"""
     from experiments import phrasing
