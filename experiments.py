@@ -1,7 +1,7 @@
 """experiments.py — 重现 README 第 7 节和 EXPERIMENTS.md 里的对比实验, 每张表一条命令。
 
 默认用同一份数据 (data/)、同一个底座 (checkpoints/base_model.pt); 例外是各实验要比的那一项:
-unseen、drills、copy、words、tokenizer 改了预训练文本、重新训练底座, roles 改过底座, arithmetic、topic、adapters
+unseen、drills、copy、words、tokenizer 改了预训练文本、重新训练底座, roles 改过底座, arithmetic、topic、adapters、facts
 用自己的 SFT 数据。训练产物放在 runs/ 下, 不会碰 checkpoints/ 里课程主线的模型。每个训练都是调用课程自己的脚本 (子进程), 没有另写一套训练代码;
 评估调用 evaluate.py。表格以 Markdown 打印, 同时写进 runs/<实验>.json。
 
