@@ -479,26 +479,32 @@ FACT_KINDS = {
                    "{city}的英文名字是{en}。"),
 }
 FACT_HALVES = ("练过", "留出")  # SFT 里问过的那一半事实, 和只在评估里问的那一半
+# 留出的一半: 国家、城市各一半 (中国、北京都在这一半)。答案的值不跨两半: 英国和澳大利亚的语言都是 "英语", 所以都在练过的那一半,
+# 否则问英国时照抄练过的值也算答对
+FACTS_HELD_OUT = {"中国", "法国", "意大利", "韩国", "埃及", "加拿大", "北京", "杭州", "西安", "武汉", "青岛", "苏州", "哈尔滨", "拉萨"}
 
 
 def world_facts():
-    """[(一半, 种类, 这一行的字段)]: 12 个国家、16 座城市按表里的顺序隔一个留出一个 (第 0、2、4… 个留出, 中国和北京都在这一半)。"""
+    """[(一半, 种类, 这一行的字段)]: 12 个国家、16 座城市的每种事实, 一半练过、一半留出 (FACTS_HELD_OUT)。"""
     from sample_data import CITY_FIELDS, COUNTRIES, COUNTRY_FIELDS, WORLD_CITIES
     rows = {"country": [dict(zip(COUNTRY_FIELDS, c)) for c in COUNTRIES], "city": [dict(zip(CITY_FIELDS, c)) for c in WORLD_CITIES]}
-    return [("留出" if i % 2 == 0 else "练过", kind, row) for kind, (where, *_) in FACT_KINDS.items() for i, row in enumerate(rows[where])]
+    return [("留出" if row[where] in FACTS_HELD_OUT else "练过", kind, row)
+            for kind, (where, *_) in FACT_KINDS.items() for row in rows[where]]
 
 
 def facts_records():
     """facts 实验的数据: (训练题, 评估题, 底座续写的探针)。训练题只问 "练过" 那一半的事实, 每个事实问 KNOWLEDGE_REPEATS 次,
     每次随机一种问法 (和课程里人物问答的做法一样); 评估题两半的每个事实、每种问法各一道, 类别是 "一半/种类",
-    答案关键串是字段的值; 探针是 (类别, 回答里值前面的部分, 值), 给 continuations。"""
+    答案关键串是字段的值; 探针是 (类别, 回答里值前面的部分, 值连同它后面的一个字), 给 continuations:
+    只看值会把 "开罗马" 算成接对了 "开罗"。"""
     import random
     from sample_data import KNOWLEDGE_REPEATS, _qa
     rng, train_records, eval_records, probes = random.Random("facts"), [], [], []
     for half, kind, row in world_facts():
         _, field, asks, answer = FACT_KINDS[kind]
         reply = answer.format(**row)
-        probes.append((f"{half}/{kind}", answer.split("{" + field + "}")[0].format(**row), row[field]))  # "中国的首都是", "北京"
+        before, after = answer.split("{" + field + "}")
+        probes.append((f"{half}/{kind}", before.format(**row), row[field] + after[:1]))  # "中国的首都是", "北京。"
         if half == "练过":
             train_records += [{"conversations": _qa(rng.choice(asks).format(**row), reply), "category": "facts"}
                               for _ in range(KNOWLEDGE_REPEATS)]
@@ -511,35 +517,69 @@ def exp_facts(fresh):
     """底座存着的常识, SFT 没问过这类问题时问得出来吗? 底座接 "北京是" 接得出 "中国的首都", 课程的 SFT 数据却一句也没问过
     国家和城市 (README 第 8 节: 问了也答不出)。对照: 课程的 SFT 数据再加上一半国家和城市的常识问答 (facts_records, 136 条),
     用默认设置训练; 两个模型都在两半事实上评估 (同样的三种问法)。留出的那一半要是也答得出, 就说明 SFT 教的是 "这类问题怎么答",
-    答案还是底座自己存的 (和 knowledge_unlock 同一个道理)。"""
+    答案还是底座自己存的 (和 knowledge_unlock 同一个道理)。打分和 evaluate.py 一样宽松 (回答里有答案就算对), 合计另给一行严格的:
+    回答和参考回复一字不差 (回答的句式就是预训练里的句子, 所以这一条并不苛刻)。"""
+    from checkpoint import load_model
+    from evaluate import evaluate_model, load_eval_records
     train_records, eval_records, probes = facts_records()
     train_path, eval_path = os.path.join(RUNS, "sft_train_facts.jsonl"), os.path.join(RUNS, "sft_eval_facts.jsonl")
     with open("data/sft_train.jsonl", encoding="utf-8") as src, open(train_path, "w", encoding="utf-8") as dst:
         dst.writelines(list(src) + [json.dumps(r, ensure_ascii=False) + "\n" for r in train_records])
     with open(eval_path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in eval_records)
-    recall = continuations(BASE, probes)
+    # 每个事实底座接不接得出 (和 probes 同序); 评估题每个事实三道, 也按同样的顺序排, 第 i 题是第 i // 3 个事实
+    recalled = continuations(BASE, [(j, prefix, value) for j, (_, prefix, value) in enumerate(probes)])
+    base_ok = [recalled[j][0] for j in range(len(probes))]
     runs = {"课程的 SFT": train("sft_full", "train_sft.py", fresh=fresh),
             "SFT + 一半事实的问答": train("sft_facts", "train_sft.py", "--data_path", train_path, fresh=fresh)}
-    paths = [m["path"] for m in runs.values()]
-    ev = evaluate([BASE] + paths, "facts", "--data_path", eval_path, "--ppl_blocks", "0")
-    ev_main = evaluate(paths, "facts_main", "--ppl_blocks", "0")  # 原评估集: 多了这些问答, 别的题变了没有
-    n = Counter(r["category"] for r in eval_records)
+    records = load_eval_records(eval_path)
+    results = {}  # 模型 -> 每道题的明细 (和 records 同序); 要看回答, 所以在这个进程里评估 (打分和 evaluate.py 同一个函数)
+    for label, path in {"底座": BASE, **{name: m["path"] for name, m in runs.items()}}.items():
+        model, tok, _ = load_model(path)
+        results[label] = evaluate_model(model, tok, records, progress=False)["results"]
+    ev_main = evaluate([m["path"] for m in runs.values()], "facts_main", "--ppl_blocks", "0")  # 原评估集: 别的题变了没有
 
-    def rate(get, half, kinds):  # 几种事实合起来 (按题数加权) 的正确率
-        cats = [f"{half}/{k}" for k in kinds]
-        return pct(sum(get(c) * n[c] for c in cats) / sum(n[c] for c in cats))
-    columns = {"底座续写": lambda c: sum(recall[c]) / len(recall[c]), "底座问答": lambda c: ev[BASE]["categories"][c],
-               **{name: (lambda c, p=m["path"]: ev[p]["categories"][c]) for name, m in runs.items()}}
+    def rate(marks, cats, items=records):  # items 里属于这些类别的那些, marks 里对了几成
+        picked = [ok for ok, r in zip(marks, items) if r["category"] in cats]
+        return pct(sum(picked) / len(picked))
+    lenient = {label: [r["correct"] for r in res] for label, res in results.items()}
+    exact = {label: [r["reply"].strip() == rec["conversations"][-1]["content"] for r, rec in zip(res, records)]
+             for label, res in results.items()}
+    fact_items = [{"category": c} for c, _, _ in probes]
     rows = []
     for label, kinds in [*((k, [k]) for k in FACT_KINDS), ("**合计**", list(FACT_KINDS))]:
-        counts = " / ".join(str(sum(n[f"{h}/{k}"] for k in kinds)) for h in FACT_HALVES)
-        rows.append([label, counts] + [" / ".join(rate(get, h, kinds) for h in FACT_HALVES) for get in columns.values()])
-    md = table(["事实 (练过的一半 / 留出的一半)", "题数"] + list(columns), rows)
-    md += "\n\n" + table(["原评估集 (600 题)", "总体", "knowledge_unlock"],
-                          [[name, pct(ev_main[m["path"]]["overall"]), pct(ev_main[m["path"]]["categories"]["knowledge_unlock"])]
+        halves = [[f"{h}/{k}" for k in kinds] for h in FACT_HALVES]
+        rows.append([label, " / ".join(str(sum(r["category"] in cats for r in records)) for cats in halves),
+                     " / ".join(rate(base_ok, cats, fact_items) for cats in halves)]
+                    + [" / ".join(rate(marks, cats) for cats in halves) for marks in lenient.values()])
+    every_kind = [[f"{h}/{k}" for k in FACT_KINDS] for h in FACT_HALVES]
+    rows.append(["合计, 严格 (回答和参考回复一字不差)", "", "-"]
+                + [" / ".join(rate(marks, cats) for cats in every_kind) for marks in exact.values()])
+    md = table(["事实 (练过的一半 / 留出的一半)", "题数", "底座续写 (每个事实一次)", "底座问答", *runs], rows)
+
+    # SFT + 一半事实的问答, 在留出的那一半上: 每个事实三种问法答对几种; 答错的回答里有没有练过那一半的同类的值;
+    # 底座接得出的事实问出来多少
+    got, replies = lenient["SFT + 一半事实的问答"], [r["reply"] for r in results["SFT + 一半事实的问答"]]
+    held = [i for i, r in enumerate(records) if r["category"].startswith("留出/")]
+    per_fact = Counter(sum(got[i] for i in held[j:j + 3]) for j in range(0, len(held), 3))
+    taught = {kind: [row[FACT_KINDS[kind][1]] for half, k, row in world_facts() if half == "练过" and k == kind]
+              for kind in FACT_KINDS}
+    wrong = [i for i in held if not got[i]]
+    says_taught = sum(any(v in replies[i] for v in taught[records[i]["category"].split("/")[1]]) for i in wrong)
+    known = [i for i in held if base_ok[i // 3]]
+    trained = {tuple(m["content"] for m in r["conversations"]) for r in train_records}
+    verbatim = sum(tuple(m["content"] for m in r["conversations"]) in trained for r in records if r["category"].startswith("练过/"))
+    md += (f"\n\nSFT + 一半事实的问答, 留出的 {len(held) // 3} 个事实: 三种问法都答对 {per_fact[3]} 个、两种 {per_fact[2]} 个、"
+           f"一种 {per_fact[1]} 个、都不对 {per_fact[0]} 个。答错的 {len(wrong)} 题里, {says_taught} 题说出了练过那一半同一种事实的值, "
+           f"{sum(not replies[i].strip() for i in wrong)} 题什么也没说。只数底座续写接得出的留出事实 ({len(known)} 题), "
+           f"答对 {pct(sum(got[i] for i in known) / len(known))}。练过的那一半的 {len(records) - len(held)} 题里, "
+           f"{verbatim} 题连问带答原样在训练数据里。")
+    cats = list(next(iter(ev_main.values()))["categories"])
+    md += "\n\n" + table(["原评估集 (600 题)", "总体", *cats],
+                          [[name, pct(ev_main[m["path"]]["overall"]), *(pct(ev_main[m["path"]]["categories"][c]) for c in cats)]
                            for name, m in runs.items()])
-    return md, {"runs": runs, "eval": ev, "eval_main": ev_main, "base_recall": {c: sum(v) / len(v) for c, v in recall.items()}}
+    return md, {"runs": runs, "eval_main": ev_main, "base_continues": base_ok, "lenient": lenient, "exact": exact,
+                "replies": {label: [r["reply"] for r in res] for label, res in results.items()}}
 
 
 def heldout_probes(world):

@@ -430,16 +430,32 @@ def test_strict_rules_reject_what_the_lenient_score_lets_through():
         assert strict_miss(record, ref, names, values) is None  # 参考回复永远过得了严格规则
 
 
-def test_continuations_checks_what_the_base_writes_next(world):
-    """experiments.continuations (probe、tokenizer、facts 实验里的底座续写): 按组收集; 接出的文字以期望的值开头才算对。"""
-    from checkpoint import load_model
+def test_continuations_checks_what_the_base_writes_next(world, tmp_path):
+    """experiments.continuations (probe、tokenizer、facts 实验里的底座续写): 按组收集; 接出的文字以期望的值开头才算对
+    (在后面才出现的不算); 值长的, 接的 token 也多; 开头前面先放 <|endoftext|>, 像一段新文字的开头。
+    用放大了权重的 tiny 模型: 刚初始化的只会重复同一个 token, 这几条都测不出来。"""
     from experiments import continuations
     root, tok, _ = world
-    model = load_model(str(root / "m0.pt"))[0]
-    out = tok.decode(list(model.generate([tok.eot_id] + tok.encode("小明住在"), 6, temperature=0, eos_id=tok.eot_id)))
-    wrong = out[:1] + ("甲" if out[1:2] != "甲" else "乙")  # 第二个字接错了
-    probes = [("a", "小明住在", out[:2]), ("a", "小明住在", wrong), ("b", "小明住在", out[:1])]
-    assert continuations(str(root / "m0.pt"), probes) == {"a": [True, False], "b": [True]}
+    torch.manual_seed(0)
+    model = GPT(get_config("tiny", vocab_size=tok.vocab_size))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    path = str(tmp_path / "lively.pt")
+    save_model(path, model, tok)
+    model.eval()
+
+    def greedy(ids, n):
+        return tok.decode(list(model.generate(ids, n, temperature=0, eos_id=tok.eot_id)))
+    prompt = tok.encode("小明住在")
+    out = greedy([tok.eot_id] + prompt, 6)
+    assert out != greedy(prompt, 6)  # 有没有 <|endoftext|> 开头, 接出的不一样: 下面的第一条就能看出它放了没有
+    later = next(out[i:i + 2] for i in range(1, len(out) - 1) if not out.startswith(out[i:i + 2]))  # 后面才出现的两个字
+    long = greedy([tok.eot_id] + prompt, 40)[:len(out) + 12]  # 比 6 个 token 接得出的长
+    assert len(tok.encode(long)) > 6
+    probes = [("a", "小明住在", out[:2]), ("a", "小明住在", later), ("b", "小明住在", long)]
+    assert continuations(path, probes) == {"a": [True, False], "b": [True]}
 
 
 def test_phrasing_groups_questions_by_their_wording():

@@ -421,16 +421,20 @@ def test_disk_full_while_writing_is_one_line(tmp_path, monkeypatch):
 def test_facts_experiment_data(world):
     """experiments.py facts: 课程的 SFT 数据从没问过、也没说过这些常识 (README 第 8 节); 对照组加的问答只问 "练过" 那一半,
     留出那一半的国家和城市在加的问答里一次也不出现; 每道评估题的答案在参考回复里; 底座续写的开头接上值, 就是参考回复的开头。"""
-    from experiments import FACT_HALVES, facts_records, world_facts
+    from experiments import FACT_HALVES, FACT_KINDS, facts_records, world_facts
     train, evals, probes = facts_records()
     lesson = [m["content"] for r in world["train"] for m in r["conversations"]]
     for r in evals:
         question, reply = (m["content"] for m in r["conversations"])
         assert r["answer"] in reply and r["category"].split("/")[0] in FACT_HALVES
         assert question not in lesson and not any(reply in text for text in lesson), question
-    held_out = {row.get("country") or row["city"] for half, _, row in world_facts() if half == "留出"}
+    for _, prefix, _ in probes:  # 连 "中国的首都是" 这样的半句也没说过 (问 "北京是哪个国家的首都？" 也没有)
+        assert not any(prefix in text for text in lesson), prefix
+    held_out = [(row.get("country") or row["city"], row[field]) for half, kind, row in world_facts() if half == "留出"
+                for field in [FACT_KINDS[kind][1]]]
     added = json.dumps(train, ensure_ascii=False)
-    assert held_out and not [name for name in held_out if name in added]
+    # 留出的国家和城市不出现, 它们的答案也不出现 (英国的 "英语" 若是练过的值, 照抄练过的值也算答对)
+    assert held_out and not [x for pair in held_out for x in pair if x in added]
     trained_replies = {r["conversations"][-1]["content"] for r in train}
     assert trained_replies == {r["conversations"][-1]["content"] for r in evals if r["category"].startswith("练过/")}
     assert len(evals) == 3 * len(probes) and sum(r["category"].startswith("留出/") for r in evals) == len(evals) // 2
