@@ -65,6 +65,18 @@ def world(tmp_path_factory):
     return root, tok, recs
 
 
+def lively_tiny_model(tok, **overrides):
+    """随机 tiny GPT, 矩阵放大到 std 0.3 (和 test_model.make_lively_model 一样的做法): 刚初始化的 (std 0.02) 贪心生成时
+    只会重复同一个 token, 位置、顺序、续写算错了都看不出来。"""
+    torch.manual_seed(0)
+    model = GPT(get_config("tiny", vocab_size=tok.vocab_size, **overrides))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    return model
+
+
 class ScriptedModel(torch.nn.Module):
     """假模型: 按 prompt 里的问题查表作答。stop=False 时从不说 <|endoftext|>, 一直说到 token 上限。"""
 
@@ -189,12 +201,8 @@ def test_batches_of_equal_length_prompts_give_the_same_results(world):
     窗口放不下的 (这里把窗口调小) 改走 generate, 也照样和原来的顺序对上。"""
     _, tok, recs = world
     recs = [recs[i] for i in (0, 3, 1, 4, 2, 5, 6)]  # 一样长的不相邻: 按长度分组的顺序和原来的顺序不同
-    torch.manual_seed(0)
-    model = GPT(get_config("tiny", vocab_size=tok.vocab_size, max_seq_len=128))
-    with torch.no_grad():  # 刚初始化的模型只会重复最后一个 token (这里是 <|assistant|>, 回答全空); 放大权重, 回答才各不相同
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.3)
+    # 刚初始化的模型只会重复最后一个 token (这里是 <|assistant|>, 回答全空); 放大了权重, 回答才各不相同
+    model = lively_tiny_model(tok, max_seq_len=128)
     prompts = [data.render_chat(r["conversations"][:-1], tok, add_generation_prompt=True)[0] for r in recs]
     lengths = [len(p) for p in prompts]
     assert len(set(lengths)) < len(prompts) and sorted(lengths) != lengths  # 真有一样长的, 而且不是按长度排好的
@@ -436,12 +444,7 @@ def test_continuations_checks_what_the_base_writes_next(world, tmp_path):
     用放大了权重的 tiny 模型: 刚初始化的只会重复同一个 token, 这几条都测不出来。"""
     from experiments import continuations
     root, tok, _ = world
-    torch.manual_seed(0)
-    model = GPT(get_config("tiny", vocab_size=tok.vocab_size))
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.3)
+    model = lively_tiny_model(tok)
     path = str(tmp_path / "lively.pt")
     save_model(path, model, tok)
     model.eval()
