@@ -539,18 +539,19 @@ def exp_facts(fresh):
         results[label] = evaluate_model(model, tok, records, progress=False)["results"]
     ev_main = evaluate([m["path"] for m in runs.values()], "facts_main", "--ppl_blocks", "0")  # 原评估集: 别的题变了没有
 
-    def rate(marks, cats, items=records):  # items 里属于这些类别的那些, marks 里对了几成
-        picked = [ok for ok, r in zip(marks, items) if r["category"] in cats]
+    question_cats, fact_cats = [r["category"] for r in records], [c for c, _, _ in probes]
+
+    def rate(marks, cats, of=question_cats):  # of (每题或每个事实的类别) 里属于 cats 的那些, marks 里对了几成
+        picked = [ok for ok, c in zip(marks, of) if c in cats]
         return pct(sum(picked) / len(picked))
     lenient = {label: [r["correct"] for r in res] for label, res in results.items()}
     exact = {label: [r["reply"].strip() == rec["conversations"][-1]["content"] for r, rec in zip(res, records)]
              for label, res in results.items()}
-    fact_items = [{"category": c} for c, _, _ in probes]
     rows = []
     for label, kinds in [*((k, [k]) for k in FACT_KINDS), ("**合计**", list(FACT_KINDS))]:
         halves = [[f"{h}/{k}" for k in kinds] for h in FACT_HALVES]
-        rows.append([label, " / ".join(str(sum(r["category"] in cats for r in records)) for cats in halves),
-                     " / ".join(rate(base_ok, cats, fact_items) for cats in halves)]
+        rows.append([label, " / ".join(str(sum(c in cats for c in question_cats)) for cats in halves),
+                     " / ".join(rate(base_ok, cats, fact_cats) for cats in halves)]
                     + [" / ".join(rate(marks, cats) for cats in halves) for marks in lenient.values()])
     every_kind = [[f"{h}/{k}" for k in FACT_KINDS] for h in FACT_HALVES]
     rows.append(["合计, 严格 (回答和参考回复一字不差)", "", "-"]
