@@ -127,6 +127,9 @@ def normalize_record(rec):
     elif isinstance(rec.get("conversations"), list) or isinstance(rec.get("messages"), list):
         raw = rec["conversations"] if isinstance(rec.get("conversations"), list) else rec["messages"]
         if rec.get("system"):  # ShareGPT 把 system 放在外面
+            first = raw[0] if raw and isinstance(raw[0], dict) else {}
+            if first.get("role", first.get("from")) == "system":  # 两处都写了: 哪一个算数说不清, 硬拼就成了两个 system 块
+                raise ValueError("system 写了两处 (外面的 system 字段和对话开头的 system 消息); 只留一处")
             raw = [{"role": "system", "content": rec["system"]}] + raw
     else:
         raise ValueError("无法识别的格式 (需要 conversations / messages / instruction+output 之一)")

@@ -227,6 +227,9 @@ BAD = [
     ('{"conversations": null, "messages": [{"role": "user", "content": "hi"}]}', "没有 assistant"),
     ('{"instruction": "a", "output": "b", "history": 5}', "history 应是"),
     ('{"instruction": "a", "input": ["x"], "output": "b"}', "input 不是字符串"),
+    # ShareGPT 的 system 既写在外面又写在对话开头: 哪一个算数说不清, 当坏记录报出来
+    ('{"system": "A", "conversations": [{"from": "system", "value": "B"}, {"from": "human", "value": "hi"}, '
+     '{"from": "gpt", "value": "x"}]}', "system 写了两处"),
     # 落单的代理项 (半个 emoji): JSON 解析得出来, 分词、打印时才 UnicodeEncodeError
     ('{"conversations": [{"role": "user", "content": "hi\\ud83d"}, {"role": "assistant", "content": "x"}]}',
      "user 的 content 里有编不成 UTF-8 的字符"),
