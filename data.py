@@ -91,10 +91,11 @@ def encode_chat(messages, tokenizer, max_length):
         return None
     last_fits = len(render_chat(system + turns[-1], tokenizer)[0]) <= max_length  # 放不下时, 含最后一轮的窗口都不用试
     windows = [turns[i:] for i in range(len(turns))] if last_fits else []
-    windows += [turns[:j] for j in range(len(turns) - 1, 0, -1)]
-    for window in windows:
+    # 往回丢时, 窗口的最后一轮要有回答: 结尾一条没人回答的用户消息 (比如连着问了两句) 不产生 loss, 只占长度
+    windows += [turns[:j] for j in range(len(turns) - 1, 0, -1) if any(m["role"] == "assistant" for m in turns[j - 1])]
+    for window in windows:  # 每个窗口都以一个回答结尾, 所以都有要训练的 token
         ids, trained = render_chat(system + [m for t in window for m in t], tokenizer)
-        if len(ids) <= max_length and any(trained):
+        if len(ids) <= max_length:
             labels = [i if t else IGNORE_INDEX for i, t in zip(ids, trained)]
             return ids, labels
     return None

@@ -96,6 +96,10 @@ def test_truncation_keeps_early_turns_when_the_last_one_is_too_long(tok):
     trailing_user = MULTI[:3] + [{"role": "user", "content": "长" * 80}]
     input_ids, labels = encode_chat(trailing_user, tok, max_length=n_first + 5)
     assert trained_ids(input_ids, labels) == expected_trained(tok, first_turn)
+    # 连着问了两句才有回答: 往回丢时窗口不停在那句没人回答的问话上 (它放得下, 但只占长度、不产生 loss)
+    asked_twice = MULTI[:3] + [{"role": "user", "content": "嗯"}] + long_last[3:]
+    input_ids, labels = encode_chat(asked_twice, tok, max_length=n_first + 5)
+    assert input_ids == render_chat(first_turn, tok)[0]
 
 
 def test_a_system_message_mid_conversation_stays_with_the_turns_after_it(tok):
