@@ -423,8 +423,10 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
                     weighted = loss * n_targets(labels) / n_total * world
                 (scaler.scale(weighted) if scaler else weighted).backward()
                 loss_sum += weighted.detach() / world
-            if world > 1:
-                dist.all_reduce(loss_sum)
+            if world > 1:  # 同一次通信带上各进程算过的 token 数: 显示的 tokens/s 是所有进程的实数 (各进程的 padding 不一样多)
+                stats = torch.stack([loss_sum, torch.tensor(float(n_tokens), device=device)])
+                dist.all_reduce(stats)
+                loss_sum, n_tokens = stats[0], int(stats[1].item())
             train_loss = loss_sum.item()
             if not math.isfinite(train_loss):
                 raise SystemExit(f"错误: 第 {step + 1} 步的 loss 是 {train_loss}, 训练停止。"
@@ -442,9 +444,8 @@ def train(model, train_set, eval_set, collate_fn, args, run_info=None, out_kind=
             step += 1
 
             step_s = time.time() - t0
-            # 算过的 token 数 (含 padding, 课程数据上约 2%; 和 bench.py 一样, 被 -100 掩掉的也算: 前向都算了它们)。
-            # 多进程时按 rank 0 的数乘进程数估算, 不为一个显示用的数多做一次通信
-            tok_s = n_tokens * world / step_s
+            # 算过的 token 数 (所有进程的, 含 padding, 课程数据上约 2%; 和 bench.py 一样, 被 -100 掩掉的也算: 前向都算了它们)
+            tok_s = n_tokens / step_s
             eval_loss = None
             if step % args.eval_interval == 0 or step == total_steps:
                 eval_loss = evaluate_loss(raw_model, eval_set, collate_fn, args, device, autocast) if main else None
