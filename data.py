@@ -252,7 +252,7 @@ def load_records(path, strict=False, quiet=False, check=None, max_report=20):
     """读文件并规范化, 返回 ([(记录, messages)], 坏记录条数)。坏记录按 file:line: 原因 报告后跳过; strict=True 时第一条就中止。
 
     check(记录): 额外的检查 (例如评估集要求有 answer), 不通过时抛 ValueError(原因), 与格式错误同样报告。
-    max_report: 最多逐条列出几条坏记录 (None 表示全部): 拿错了文件 (比如把纯文本当成 .jsonl) 时不刷几千行屏。
+    max_report: 最多逐条列出几条坏记录 (None 表示全部, 但一条好记录也没有时只列 20 条): 拿错了文件 (比如把纯文本当成 .jsonl) 时不刷几千行屏。
     """
     good, bad, rejected = [], 0, None  # rejected: check 拒绝最后一条记录的原因
     reports = []  # 坏记录的说明, 先攒着: 一条好记录也没有时 (多半拿错了文件) 只说一行, 不刷满屏
@@ -275,20 +275,22 @@ def load_records(path, strict=False, quiet=False, check=None, max_report=20):
                 reports.append(f"{path}:{line}: {e}")
     if not good and not bad:
         raise SystemExit(f"错误: {path} 里一条记录也没有 (空文件?)。换一个数据文件")
-    if not good and max_report is not None:  # 全是坏记录: 一行, 说出第一条的原因 (data.py --check 要逐条列出, 不走这里)
+    if not good and max_report is not None:  # 全是坏记录: 一行, 说出第一条的原因 (data.py --check 要列出原因, 不走这里)
         if rejected:  # data.py --check 不知道 check 的要求, 指过去只会说文件没问题: 直接说出原因
             raise SystemExit(f"错误: {path} 里没有一条可用的记录 (例如: {rejected}; {bad} 条全是坏记录)。换一个文件, 或按这个原因修改记录")
         raise SystemExit(f"错误: {path} 里没有一条可用的对话 ({bad} 条全是坏记录, 第一条: {reports[0]})。"
-                         f"换一个文件, 或用 python data.py --check {path} 逐条列出原因")
+                         f"换一个文件, 或用 python data.py --check {path} 列出原因")
     if bad and not quiet:
+        if not good:  # data.py --check 拿错了文件 (比如预训练的纯文本): 每一行都是坏记录, 列出几千行只是刷屏
+            reports = reports[:20]
         for r in reports:
             print(f"{r} (已跳过)", file=sys.stderr)
         more = ""
-        if max_report is not None and bad > max_report:  # check 的额外要求 data.py --check 不查, 那时就不指过去
-            more = f" (只列出了前 {max_report} 条" + ("" if rejected else f"; python data.py --check {path} 列出全部") + ")"
+        if len(reports) < bad:  # check 的额外要求 data.py --check 不查, 那时就不指过去; 没有好记录时这就是 --check 自己
+            more = f" (只列出了前 {len(reports)} 条" + ("" if rejected or not good else f"; python data.py --check {path} 列出全部") + ")"
         print(f"{path}: 跳过 {bad} 条坏记录, 保留 {len(good)} 条{more}", file=sys.stderr)
-    if not good:  # data.py --check: 原因已逐条列在上面
-        raise SystemExit(f"错误: {path} 里没有一条可用的对话。按上面逐条列出的原因修改记录")
+    if not good:  # data.py --check: 原因已列在上面
+        raise SystemExit(f"错误: {path} 里没有一条可用的对话 (要的是一行一条 JSON 的对话数据)。按上面列出的原因修改记录, 或换一个文件")
     return good, bad
 
 

@@ -274,13 +274,13 @@ def test_no_usable_conversation_is_error(tmp_path, capsys):
     # 拿错了文件 (几百行全是坏的): 只有一行, 说出第一条的原因, 不先刷 20 行 "(已跳过)"
     path.write_text("这是一段纯文本, 不是对话。\n" * 300, encoding="utf-8")
     with pytest.raises(SystemExit, match=rf"没有一条可用的对话 \(300 条全是坏记录, 第一条: .*d.jsonl:1: 无效的 JSON.*\)。"
-                                         rf"换一个文件, 或用 python data.py --check .*d.jsonl 逐条列出原因"):
+                                         rf"换一个文件, 或用 python data.py --check .*d.jsonl 列出原因"):
         load_conversations(str(path))
     assert capsys.readouterr().err == ""
-    # data.py --check 自己逐条列出了全部原因, 就不再叫用户去跑 --check (那样是绕圈子)
-    with pytest.raises(SystemExit, match="按上面逐条列出的原因"):
+    # data.py --check 自己列出了原因, 就不再叫用户去跑 --check (那样是绕圈子); 全是坏的, 就只列前 20 条
+    with pytest.raises(SystemExit, match="按上面列出的原因"):
         data.load_records(str(path), max_report=None)
-    assert capsys.readouterr().err.count("(已跳过)") == 300
+    assert capsys.readouterr().err.count("(已跳过)") == 20
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(SystemExit, match="一条记录也没有"):
         load_conversations(str(tmp_path / "empty.jsonl"))
@@ -377,7 +377,7 @@ def test_json_file_that_is_an_object_is_rejected(tmp_path, text):
 
 
 def test_many_bad_records_are_summarised(tmp_path, capsys, tok):
-    """拿错了文件 (比如纯文本): 训练时只列出前 20 条, 再说一共几条; data.py --check 列出全部。"""
+    """拿错了文件 (比如纯文本): 训练时只列出前 20 条, 再说一共几条; data.py --check 列出全部 (一条好记录也没有时也只列 20 条)。"""
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(["not json"] * 50 + [GOOD]) + "\n")
     assert len(load_conversations(str(path))) == 1
@@ -386,6 +386,12 @@ def test_many_bad_records_are_summarised(tmp_path, capsys, tok):
     assert "跳过 50 条坏记录" in err[-1] and "python data.py --check" in err[-1]
     assert data.check(str(path), tok, 64, strict=False) == 50
     assert len(capsys.readouterr().err.splitlines()) == 51
+    # 一条好记录也没有 (拿错了文件): --check 也只列出前 20 条, 最后一行说要的是什么
+    path.write_text("\n".join(["not json"] * 50) + "\n")
+    with pytest.raises(SystemExit, match="没有一条可用的对话 \\(要的是一行一条 JSON 的对话数据\\)"):
+        data.check(str(path), tok, 64, strict=False)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 21 and err[-1] == f"{path}: 跳过 50 条坏记录, 保留 0 条 (只列出了前 20 条)"
     path.write_text(GOOD + "\n")
     assert data.check(str(path), tok, 64, strict=False) == 0
 
