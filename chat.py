@@ -5,7 +5,7 @@ r"""chat.py — 和训练好的模型对话: 流式输出、多轮历史、任�
   - 回答逐 token 流式打印。一个汉字常被拆在两个 token 里, 所以按字节增量解码, 只打印完整的 UTF-8 字符。
   - 对话历史用训练时同一个 data.render_chat 拼成 prompt, 格式与 SFT 一字不差;
     上下文窗口 (max_seq_len 减去给回答留的位置) 放不下时, 整轮丢弃最旧的对话 (保留 system prompt) 并告诉用户。
-  - 命令 /help /clear /system /adapter /exit; Ctrl-C 只停止当前回答, Ctrl-D 退出; 有 readline 时支持方向键编辑和历史。
+  - 命令 /help /clear /system /adapter /exit (/quit); Ctrl-C 只停止当前回答, Ctrl-D 退出; 有 readline 时支持方向键编辑和历史。
   - --compare A.pt B.pt ...: 同一句话依次交给每个模型回答, 各自带标签 —— 课程的前后对比 (底座 / SFT / LoRA)。
   - --lora a.pt b.pt: 多个适配器共用一个底座, /adapter NAME 切换 = 往同一个模型里加载另一份 lora_A/lora_B,
     不重新加载底座 ("可以保留多个 LoRA 适配器")。/adapter base 把旁路置零, 就是原来的底座。
@@ -49,7 +49,7 @@ HELP = """命令:
   /clear           清空历史, 开始新对话 (system prompt 保留)
   /system TEXT     把 system prompt 换成 TEXT, 历史保留; 只写 /system 则去掉 system prompt
   /adapter [NAME]  列出或切换 LoRA 适配器 (--lora 加载了适配器时可用; base 表示不用适配器)
-  /exit            退出 (Ctrl-D 也行)
+  /exit            退出 (/quit、Ctrl-D 也行)
 Ctrl-C 停止正在生成的回答, 不退出; 半截回答留在历史里。"""
 
 
@@ -198,7 +198,7 @@ def load_bots(args, device):
     return [bot]
 
 
-COMMANDS = ("/help", "/clear", "/system", "/adapter", "/exit")
+COMMANDS = ("/help", "/clear", "/system", "/adapter", "/exit", "/quit")
 
 
 def split_command(line):
@@ -214,7 +214,7 @@ def split_command(line):
 def run_command(cmd, arg, bots, interactive):
     """执行一条 /命令; 返回 True 表示退出。"""
     say = note if interactive else (lambda msg: None)  # 管道模式下命令默默生效, 不给输出添乱
-    if cmd == "/exit":
+    if cmd in ("/exit", "/quit"):  # /quit: 不少命令行程序用它退出, 手顺就会打出来
         return True
     if cmd == "/help":
         note(HELP)

@@ -135,6 +135,8 @@ def test_commands_with_any_space_and_paths_that_are_not_commands(files, monkeypa
     assert out[:2] == ["喵", "喵"] and len(out) == 3 and "未知命令" not in err
     _, err = run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"]], "/hlep\n")
     assert "未知命令 /hlep" in err
+    out, err = run_chat(monkeypatch, capsys, ["--checkpoint", files["sft"]], "/quit\n你是谁？\n")  # /quit 和 /exit 一样退出
+    assert out == [] and "未知命令" not in err
 
 
 def test_system_flag_and_blank_lines(files, monkeypatch, capsys):
