@@ -558,7 +558,8 @@ def peak_memory_mb(device):
     """训练期间的峰值内存: CUDA 上是显存 (max_memory_allocated), 其他设备是进程的 RSS 最高水位。
 
     Linux 上读 /proc/self/status 的 VmHWM, 不用 getrusage 的 ru_maxrss: 子进程的 ru_maxrss 从父进程那里继承,
-    exec 之后也不清零, bench.py 的每个子进程就都报不出比主进程的最高水位更低的数。"""
+    exec 之后也不清零, bench.py 的每个子进程就都报不出比主进程的最高水位更低的数。
+    Windows 上两样都没有 (没有 /proc, 也没有 resource 模块): 返回 nan (表里印成 nan), 训练照常结束、保存。"""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     try:
@@ -566,7 +567,10 @@ def peak_memory_mb(device):
             return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024  # 单位是 kB
     except (OSError, StopIteration, ValueError):  # 不是 Linux (macOS、Windows 上没有 /proc)
         pass
-    import resource
+    try:
+        import resource
+    except ImportError:  # Windows: 这个数只是记录用的, 不能让它在保存最终模型之前把训练弄崩
+        return math.nan
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # macOS 上单位是字节, Linux 上是 KB
 

@@ -7,6 +7,7 @@ torchrun 两个进程 (gloo) 的 loss 与单进程同样全局 batch 的一致�
 import argparse
 import csv
 import json
+import math
 import os
 import signal
 import stat
@@ -1208,6 +1209,18 @@ def test_peak_memory_is_the_process_own_not_inherited_from_its_parent():
               f"print(subprocess.run([sys.executable, '-c', {child!r}], capture_output=True, text=True, check=True).stdout)")
     r = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, check=True)
     assert 0 < float(r.stdout) < 900  # import torch 之后的子进程自己只有几百 MB
+
+
+def test_training_finishes_where_peak_memory_cannot_be_read(world, tmp_path, monkeypatch):
+    """Windows 上没有 /proc, 也没有 resource 模块: 峰值内存记成 nan, 训练照常结束 (以前在保存最终模型之前就 ImportError)。"""
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, *a, **k: (_ for _ in ()).throw(FileNotFoundError(f))
+                        if f == "/proc/self/status" else real_open(f, *a, **k))
+    monkeypatch.setitem(sys.modules, "resource", None)  # None: import resource 抛 ImportError
+    root, tok, convs = world
+    ds = data.SFTDataset(convs, tok, 64)
+    m = train(tiny_model(tok), ds, None, lambda b: data.collate(b, tok.pad_id), train_args(tmp_path / "m.pt", "--max_steps", "2"))
+    assert m["steps"] == 2 and math.isnan(m["peak_mem_mb"])
 
 
 def test_atomic_write_leaves_a_users_tmp_file_alone(tmp_path):
