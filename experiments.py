@@ -147,7 +147,7 @@ def evaluate(paths, name, *flags):
                            stdout=log, stderr=subprocess.STDOUT)
     if r.returncode != 0:
         raise SystemExit(f"错误: evaluate.py 失败 (退出码 {r.returncode}), 详见 {RUNS}/eval_{name}.out")
-    with open(out) as f:
+    with open(out, encoding="utf-8") as f:  # evaluate.py 写的是 UTF-8 (save_results_json), 不随系统的默认编码
         return json.load(f)
 
 
@@ -1101,7 +1101,7 @@ def main():
     os.makedirs(RUNS, exist_ok=True)
     for name in (EXPERIMENTS if args.experiment == "all" else [args.experiment]):
         md, raw = EXPERIMENTS[name](args.fresh)
-        with open(os.path.join(RUNS, f"{name}.json"), "w") as f:
+        with open(os.path.join(RUNS, f"{name}.json"), "w", encoding="utf-8") as f:  # 有中文: 默认编码是 cp1252 的 Windows 上会 UnicodeEncodeError
             json.dump(raw, f, ensure_ascii=False, indent=1, default=str)
         print(f"\n### {name}\n\n{md}\n", flush=True)
 
