@@ -38,7 +38,7 @@ EVAL_COUNTS = {"identity": 40, "arithmetic": 120, "knowledge": 100, "knowledge_u
 PRETRAIN_PARAGRAPHS = {"world": 200, "topic": 150, "arith": 200, "talk": 200, "english": 150, "words": 100}
 N_HELDOUT_PAIRS = 300   # 只给评测用的两位数算式对, 训练文本里一次也不出现
 NEUTRAL_SYSTEM_SHARE = 0.1  # 普通对话里偶尔加一个不改变行为的系统提示, 免得模型以为 "有系统提示 = 要变身"
-# 开场轮: 一部分训练对话 (身份问答和系统提示两类除外) 在正题之前先有一轮别的对话。没有它时, 训练里的多轮对话全是同一话题的追问,
+# 开场轮: 一部分训练对话 (系统提示那一类和本身就是问候的身份问答除外) 在正题之前先有一轮别的对话。没有它时, 训练里的多轮对话全是同一话题的追问,
 # 用户先打个招呼、或者先问了一件事再换个话题, 模型就答不好了 (python experiments.py topic, EXPERIMENTS.md)。
 GREETING_FIRST_SHARE = 0.2  # 先打招呼: "你好" -> "你好！我是小智……"
 TOPIC_FIRST_SHARE = 0.15    # 先问一件不相干的事: 一道训练那一半里的普通问答 (身份、算术、人物、文字任务)
@@ -389,8 +389,10 @@ class World:
         语言跟着第一条用户消息。rng 是单独的一条随机流: 不加开场轮 (build_sft(world, openings=False)) 时,
         其余对话逐字节不变, 对照实验才干净。"""
         r = rng.random()
-        # 身份问答本身常常就是问候; 有系统提示的那一类, 开场那一轮的回答不遵守系统提示 (没说 "喵"), 会教模型忽略它
-        if cat in ("identity", "system_prompt") or r >= GREETING_FIRST_SHARE + TOPIC_FIRST_SHARE:
+        # 有系统提示的那一类不加: 开场那一轮的回答不遵守系统提示 (没说 "喵"), 会教模型忽略它; 本身就是问候的身份问答也不加。
+        # 别的身份问答要加: 不加时, 模型在 "你好" 之后被问 "你叫什么名字？", 答的是系统提示题里的 "我叫阿福。" (7.1)
+        if cat == "system_prompt" or conversation[-1]["content"] in GREETING_REPLIES \
+                or r >= GREETING_FIRST_SHARE + TOPIC_FIRST_SHARE:
             return conversation
         return prepend_turn(conversation, lambda lang: rng.choice(self.greeting_turns[lang]) if r < GREETING_FIRST_SHARE
                             else self.unrelated_qa(rng, lang))
@@ -594,9 +596,13 @@ def build_sft(world, openings=True):
     """SFT 训练集 (打乱顺序)。openings=False: 不加开场轮 (只给 experiments.py 的对照组用)。
     每类一条自己的随机流 (和 build_eval 一样): 改了一类的生成方式, 别的类一条都不变。"""
     opening_rng = _rng(world.seed, "sft_openings")  # 每条对话抽一次, 条数固定: 也不受哪一类怎么生成的影响
+    # 身份问答的开场轮是后来加的 (7.1), 用自己的一条随机流: 这样抽出的评估集和加之前一题不差 (评估集要避开训练里说过的算式,
+    # 训练数据一变, 它就可能跟着变; 换成别的抽法时它确实变了), 新旧结果在同一批题上比
+    identity_opening_rng = _rng(world.seed, "sft_openings/identity")
 
     def opening(cat, conversation):
-        return world.opening(opening_rng, cat, conversation) if openings else conversation
+        rng = identity_opening_rng if cat == "identity" else opening_rng
+        return world.opening(rng, cat, conversation) if openings else conversation
 
     # 每个 seen 人物的每个属性都问 KNOWLEDGE_REPEATS 次, 每次随机一种训练问法: 覆盖全, 不靠运气
     rng = _rng(world.seed, "sft_train/knowledge")
