@@ -457,9 +457,11 @@ def exp_topic(fresh):
     for name, path in variants.items():
         ev[name] = evaluate(paths, f"topic_{name}_first", "--data_path", path, "--ppl_blocks", "0")
     cats = list(ev["topic"][paths[0]]["categories"])
-    rows = [[name] + [pct(ev[v][m["path"]]["overall"]) for v in ("plain", "greeting", "topic")]
+    # 先打招呼之后的身份问答单列一栏: "你好" 之后问 "你叫什么名字？" 是聊天最常见的开头 (sample_data.World.opening)
+    rows = [[name] + [pct(ev[v][m["path"]]["overall"]) for v in ("plain", "greeting")]
+            + [pct(ev["greeting"][m["path"]]["categories"]["identity"]), pct(ev["topic"][m["path"]]["overall"])]
             + [pct(ev["topic"][m["path"]]["categories"][c]) for c in cats] for name, m in runs.items()]
-    return (table(["模型", "原评估集 (600 题)", "每题先打招呼 (540 题)", "每题先问一道别的 (540 题)"]
+    return (table(["模型", "原评估集 (600 题)", "每题先打招呼 (540 题)", "先打招呼: identity", "每题先问一道别的 (540 题)"]
                   + [f"先问别的: {c}" for c in cats], rows),
             {"runs": runs, "eval": ev})
 
