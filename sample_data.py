@@ -390,7 +390,7 @@ class World:
         其余对话逐字节不变, 对照实验才干净。"""
         r = rng.random()
         # 有系统提示的那一类不加: 开场那一轮的回答不遵守系统提示 (没说 "喵"), 会教模型忽略它; 本身就是问候的身份问答也不加。
-        # 别的身份问答要加: 不加时, 模型在 "你好" 之后被问 "你叫什么名字？", 答的是系统提示题里的 "我叫阿福。" (7.1)
+        # 别的身份问答要加: 不加时, 模型在 "你好" 之后被问 "你叫什么名字？", 答的是系统提示题里的 "我叫阿福。" (README 7.1)
         if cat == "system_prompt" or conversation[-1]["content"] in GREETING_REPLIES \
                 or r >= GREETING_FIRST_SHARE + TOPIC_FIRST_SHARE:
             return conversation
@@ -596,7 +596,7 @@ def build_sft(world, openings=True):
     """SFT 训练集 (打乱顺序)。openings=False: 不加开场轮 (只给 experiments.py 的对照组用)。
     每类一条自己的随机流 (和 build_eval 一样): 改了一类的生成方式, 别的类一条都不变。"""
     opening_rng = _rng(world.seed, "sft_openings")  # 每条对话抽一次, 条数固定: 也不受哪一类怎么生成的影响
-    # 身份问答的开场轮是后来加的 (7.1), 用自己的一条随机流: 这样抽出的评估集和加之前一题不差 (评估集要避开训练里说过的算式,
+    # 身份问答的开场轮是后来加的 (README 7.1), 用自己的一条随机流: 这样抽出的评估集和加之前一题不差 (评估集要避开训练里说过的算式,
     # 训练数据一变, 它就可能跟着变; 换成别的抽法时它确实变了), 新旧结果在同一批题上比
     identity_opening_rng = _rng(world.seed, "sft_openings/identity")
 

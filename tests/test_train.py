@@ -1214,8 +1214,13 @@ def test_peak_memory_is_the_process_own_not_inherited_from_its_parent():
 def test_training_finishes_where_peak_memory_cannot_be_read(world, tmp_path, monkeypatch):
     """Windows 上没有 /proc, 也没有 resource 模块: 峰值内存记成 nan, 训练照常结束 (以前在保存最终模型之前就 ImportError)。"""
     real_open = open
-    monkeypatch.setattr("builtins.open", lambda f, *a, **k: (_ for _ in ()).throw(FileNotFoundError(f))
-                        if f == "/proc/self/status" else real_open(f, *a, **k))
+
+    def open_without_proc(path, *args, **kwargs):
+        if path == "/proc/self/status":
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", open_without_proc)
     monkeypatch.setitem(sys.modules, "resource", None)  # None: import resource 抛 ImportError
     root, tok, convs = world
     ds = data.SFTDataset(convs, tok, 64)
