@@ -151,6 +151,15 @@ def evaluate(paths, name, *flags):
         return json.load(f)
 
 
+def answers(path, records):
+    """在这个进程里让 path 的模型贪心回答 records (load_eval_records 的输出), 返回每题的明细 (和 records 同序)。
+    要看每道题的回答时用它; 只要分数时用上面的 evaluate (子进程, 和 README 里的命令一样)。打分是 evaluate.py 的同一个函数。"""
+    from checkpoint import load_model
+    from evaluate import evaluate_model
+    model, tok, _ = load_model(path)
+    return evaluate_model(model, tok, records, progress=False)["results"]
+
+
 def table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -521,8 +530,7 @@ def exp_facts(fresh):
     用默认设置训练; 两个模型都在两半事实上评估 (同样的三种问法)。留出的那一半要是也答得出, 就说明 SFT 教的是 "这类问题怎么答",
     答案还是底座自己存的 (和 knowledge_unlock 同一个道理)。打分和 evaluate.py 一样宽松 (回答里有答案就算对), 合计另给一行严格的:
     回答和参考回复一字不差 (回答的句式就是预训练里的句子, 所以这一条并不苛刻)。"""
-    from checkpoint import load_model
-    from evaluate import evaluate_model, load_eval_records
+    from evaluate import load_eval_records
     train_records, eval_records, probes = facts_records()
     train_path, eval_path = os.path.join(RUNS, "sft_train_facts.jsonl"), os.path.join(RUNS, "sft_eval_facts.jsonl")
     with open("data/sft_train.jsonl", encoding="utf-8") as src, open(train_path, "w", encoding="utf-8") as dst:
@@ -535,10 +543,8 @@ def exp_facts(fresh):
     runs = {"课程的 SFT": train("sft_full", "train_sft.py", fresh=fresh),
             "SFT + 一半事实的问答": train("sft_facts", "train_sft.py", "--data_path", train_path, fresh=fresh)}
     records = load_eval_records(eval_path)
-    results = {}  # 模型 -> 每道题的明细 (和 records 同序); 要看回答, 所以在这个进程里评估 (打分和 evaluate.py 同一个函数)
-    for label, path in {"底座": BASE, **{name: m["path"] for name, m in runs.items()}}.items():
-        model, tok, _ = load_model(path)
-        results[label] = evaluate_model(model, tok, records, progress=False)["results"]
+    # 模型 -> 每道题的明细; 要看回答, 所以在这个进程里评估
+    results = {label: answers(path, records) for label, path in {"底座": BASE, **{name: m["path"] for name, m in runs.items()}}.items()}
     ev_main = evaluate([m["path"] for m in runs.values()], "facts_main", "--ppl_blocks", "0")  # 原评估集: 别的题变了没有
 
     question_cats, fact_cats = [r["category"] for r in records], [c for c, _, _ in probes]
@@ -865,17 +871,11 @@ def exp_words(fresh, n_paragraphs=90):
 def correct_by_group(paths, records, category, group_of):
     """每个模型在 category 类的每一组题上答对几题 (贪心, 和 evaluate.py 同样的打分)。
     records: evaluate.load_eval_records 的输出; group_of: 问题 -> 组名。返回 {模型路径: {组名: (答对, 题数)}}, 组名按字典序。"""
-    import torch
-    from checkpoint import load_model
-    from evaluate import evaluate_model
     recs = [r for r in records if r["category"] == category]
     out = {}
     for path in paths:
-        model, tok, _ = load_model(path)
-        with torch.inference_mode():
-            res = evaluate_model(model, tok, recs, progress=False)["results"]
         counts = {}
-        for r in res:
+        for r in answers(path, recs):
             k = group_of(r["question"])
             right, n = counts.get(k, (0, 0))
             counts[k] = (right + r["correct"], n + 1)
@@ -1040,9 +1040,8 @@ def exp_strict(fresh):
     """evaluate.py 的打分有多宽? 课程的三个模型 (底座、全参数 SFT、LoRA r=8 q,v) 各答一遍评估集, 同一批回答用两种规则打分:
     evaluate.score (宽松: 答案关键串在回答里就算对) 和 "宽松 + strict_miss 的几样都做到"。
     再数一数评估集里有几道题连问带答原样出现在 SFT 训练数据里 (留出得不干净的题; 示例数据里应该是 0 道)。"""
-    from checkpoint import load_model
     from data import EVAL_PATH, TRAIN_PATH, load_conversations, read_text
-    from evaluate import evaluate_model, load_eval_records
+    from evaluate import load_eval_records
     from sample_data import ATTRS, make_people
     names = sorted((p["name"] for p in make_people()), key=len, reverse=True)
     values = sorted({v for a in ATTRS.values() for v in a["values"]}, key=len, reverse=True)
@@ -1054,8 +1053,7 @@ def exp_strict(fresh):
     cats = list(dict.fromkeys(r["category"] for r in records))
     rows, misses, raw = [], {}, {"leaked": [records[i]["conversations"][-2]["content"] for i in leaked]}
     for label, path in models.items():
-        model, tok, _ = load_model(path)
-        results = evaluate_model(model, tok, records, progress=False)["results"]
+        results = answers(path, records)
         # 宽松算对的才查严格的几样: why 是没做到的那一样 (都做到了是 None)
         whys = [strict_miss(rec, r["reply"], names, values) if r["correct"] else None for rec, r in zip(records, results)]
         strict = [r["correct"] and why is None for r, why in zip(results, whys)]
