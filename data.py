@@ -248,11 +248,14 @@ def read_records(path):
     return out
 
 
-def load_records(path, strict=False, quiet=False, check=None, max_report=20):
+MAX_REPORT = 20  # 坏记录最多逐条列出几条 (load_records)
+
+
+def load_records(path, strict=False, quiet=False, check=None, max_report=MAX_REPORT):
     """读文件并规范化, 返回 ([(记录, messages)], 坏记录条数)。坏记录按 file:line: 原因 报告后跳过; strict=True 时第一条就中止。
 
     check(记录): 额外的检查 (例如评估集要求有 answer), 不通过时抛 ValueError(原因), 与格式错误同样报告。
-    max_report: 最多逐条列出几条坏记录 (None 表示全部, 但一条好记录也没有时只列 20 条): 拿错了文件 (比如把纯文本当成 .jsonl) 时不刷几千行屏。
+    max_report: 最多逐条列出几条坏记录 (None 表示全部, 但一条好记录也没有时只列 MAX_REPORT 条): 拿错了文件 (比如把纯文本当成 .jsonl) 时不刷几千行屏。
     """
     good, bad, rejected = [], 0, None  # rejected: check 拒绝最后一条记录的原因
     reports = []  # 坏记录的说明, 先攒着: 一条好记录也没有时 (多半拿错了文件) 只说一行, 不刷满屏
@@ -282,7 +285,7 @@ def load_records(path, strict=False, quiet=False, check=None, max_report=20):
                          f"换一个文件, 或用 python data.py --check {path} 列出原因")
     if bad and not quiet:
         if not good:  # data.py --check 拿错了文件 (比如预训练的纯文本): 每一行都是坏记录, 列出几千行只是刷屏
-            reports = reports[:20]
+            reports = reports[:MAX_REPORT]
         for r in reports:
             print(f"{r} (已跳过)", file=sys.stderr)
         more = ""
